@@ -1,0 +1,7 @@
+"""llm-monitor-mw: see what your Python app's LLM calls do — capture, attribute, show."""
+
+from ._version import __version__
+from .monitor import Monitor
+from .record import CallRecord
+
+__all__ = ["CallRecord", "Monitor", "__version__"]

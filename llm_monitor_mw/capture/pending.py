@@ -1,0 +1,431 @@
+"""`PendingCall`: the in-flight state of one captured attempt, and its conversion into a `CallRecord`.
+
+The transport touches a `PendingCall` on the caller's path (time stamps, chunk references, a bounded head and
+tail of streams); :meth:`PendingCall.to_record` runs later on the writer thread and does all the parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from ..record import CallRecord
+from .providers import Route
+from .providers.base import Parsed
+from .redaction import scrub
+from .sse import CONTENT_MARK, Decoder, StreamDecodeStats, make_decoder, ndjson_events, sse_events
+
+logger = logging.getLogger("llm_monitor_mw")
+
+BODY, SSE, NDJSON = 0, 1, 2
+
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 64 * 1024
+SCAN_BYTES = 4096  # how much of each end of a request body is searched for "model" and "stream"
+
+_MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+_STREAM_RE = re.compile(rb'"stream"\s*:\s*(true|false)')
+
+# End states of a response stream.
+OPEN, COMPLETE, ABANDONED, BROKEN, FAILED = "open", "complete", "abandoned", "broken", "failed"
+
+
+class CaptureOptions:
+    """Settings the capture side needs (set once by the Monitor)."""
+
+    __slots__ = ("capture_content", "content_limit", "max_body_bytes", "redact")
+
+    def __init__(
+        self,
+        *,
+        capture_content: bool = False,
+        content_limit: int = 4096,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        self.capture_content = capture_content
+        self.content_limit = content_limit
+        self.max_body_bytes = max_body_bytes
+        self.redact = redact
+
+
+class PendingCall:
+    """One attempt between request start and the end of its response body."""
+
+    __slots__ = (
+        "attempt",
+        "body_len",
+        "call_id",
+        "decoder",
+        "done",
+        "end_at",
+        "exc_text",
+        "exc_type",
+        "first_at",
+        "gap",
+        "head",
+        "head_len",
+        "host",
+        "last_at",
+        "max_body",
+        "method",
+        "mode",
+        "nbytes",
+        "note",
+        "parts",
+        "path",
+        "problem",
+        "req_body",
+        "resp_headers",
+        "route",
+        "sink",
+        "start",
+        "started_at",
+        "state",
+        "status",
+        "tags",
+        "tail",
+        "tail_len",
+    )
+
+    def __init__(
+        self,
+        route: Route,
+        method: str,
+        host: str,
+        path: str,
+        req_body: bytes | None,
+        started_at: float,
+        start: float,
+        call_id: str,
+        attempt: int,
+        tags: dict[str, str],
+        sink: Callable[[PendingCall], None],
+        max_body: int,
+    ) -> None:
+        self.route = route
+        self.method = method
+        self.host = host
+        self.path = path
+        self.req_body = req_body
+        self.started_at = started_at
+        self.start = start
+        self.call_id = call_id
+        self.attempt = attempt
+        self.tags = tags
+        self.sink = sink
+        self.max_body = max_body
+        self.status: int | None = None
+        self.resp_headers: Any = None
+        self.mode = BODY
+        self.decoder: Decoder | None = None
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.end_at: float | None = None
+        self.parts: list[bytes] | None = []
+        self.body_len = 0
+        self.nbytes = 0
+        self.head: list[bytes] = []
+        self.head_len = 0
+        self.tail: deque[bytes] = deque()
+        self.tail_len = 0
+        self.gap = False
+        self.state = OPEN
+        self.exc_type: str | None = None
+        self.exc_text: str | None = None
+        self.note: str | None = None
+        self.problem: str | None = None
+        self.done = False
+
+    # ---- caller's path -------------------------------------------------------------------------------------
+
+    def attach(self, status: int, headers: Any) -> None:
+        """Response headers arrived: pick how the body will be read. Never raises."""
+        try:
+            self.status = status
+            self.resp_headers = headers
+            ctype = headers.get("content-type") or ""
+            if "event-stream" in ctype:
+                self.mode = SSE
+            elif "ndjson" in ctype:
+                self.mode = NDJSON
+            encoding = headers.get("content-encoding")
+            if encoding and encoding != "identity":
+                self.decoder = make_decoder(encoding)
+                if self.decoder is None:
+                    self.note = f"response is {encoding}-encoded and its decoder is not installed (brotli/zstandard)"
+                    self.parts = None
+                    self.mode = -1  # nothing to parse
+        except Exception as exc:  # pragma: no cover - defensive
+            self.internal(exc)
+
+    def feed(self, chunk: bytes) -> None:
+        """A raw chunk passed to the caller. Kept by reference (body) or in a bounded head/tail (streams)."""
+        try:
+            now = perf_counter()
+            self.nbytes += len(chunk)
+            if self.decoder is not None:
+                chunk = self.decoder(chunk)
+            mode = self.mode
+            if mode == BODY:
+                parts = self.parts
+                if parts is not None:
+                    self.body_len += len(chunk)
+                    if self.body_len > self.max_body:
+                        self.parts = None
+                        self.note = f"response body larger than max_body_bytes={self.max_body}; not parsed"
+                    else:
+                        parts.append(chunk)
+                if self.first_at is None:
+                    self.first_at = now
+                self.last_at = now
+                return
+            if mode < 0:
+                return
+            if self.first_at is None and CONTENT_MARK.search(chunk):
+                self.first_at = now
+            self.last_at = now
+            if self.head_len < HEAD_BYTES:
+                self.head.append(chunk)
+                self.head_len += len(chunk)
+                return
+            tail = self.tail
+            tail.append(chunk)
+            self.tail_len += len(chunk)
+            while self.tail_len > TAIL_BYTES and len(tail) > 1:
+                self.tail_len -= len(tail.popleft())
+                self.gap = True
+        except Exception as exc:
+            self.internal(exc)
+
+    def finish(self, state: str, exc: BaseException | None = None) -> None:
+        """End of this attempt (completed, abandoned by the caller, or broken): hand it to the writer once."""
+        if self.done:
+            return
+        self.done = True
+        self.end_at = perf_counter()
+        self.state = state
+        if exc is not None:
+            self.exc_type = type(exc).__name__
+            self.exc_text = str(exc)
+        try:
+            self.sink(self)
+        except Exception as sink_exc:  # pragma: no cover - the sink never raises by contract
+            logger.exception("llm_monitor_mw: could not queue a call record: %s", sink_exc)
+
+    def internal(self, exc: Exception) -> None:
+        """A bug or surprise inside capture: note it on the record, log it, never propagate."""
+        self.note = f"capture error: {type(exc).__name__}: {exc}"
+        self.mode = -1
+        self.parts = None
+        logger.warning("llm_monitor_mw: capture error on %s %s: %r", self.host, self.path, exc)
+
+    # ---- writer thread -------------------------------------------------------------------------------------
+
+    def to_record(self, options: CaptureOptions) -> CallRecord:
+        """Parse what was kept and build the record. Surprises become the record's ``error`` note."""
+        route = self.route
+        record = CallRecord(
+            started_at=self.started_at,
+            provider=route.provider,
+            operation=route.operation,
+            endpoint=self.path,
+            method=self.method,
+            host=self.host,
+            call_id=self.call_id,
+            attempt=self.attempt,
+            status_code=self.status,
+            tags=self.tags,
+            response_bytes=self.nbytes if self.status is not None else None,
+        )
+        end = self.end_at or perf_counter()
+        record.duration_ms = (end - self.start) * 1000.0
+        want_text = options.capture_content
+        req_stream = self._scan_request(record)
+        record.streamed = self.mode in (SSE, NDJSON) or (
+            route.family.streams_by_default(route.kind) if req_stream is None else req_stream
+        )
+        parsed = Parsed()
+        notes: list[str] = []
+        try:
+            self._parse(parsed, want_text, notes)
+        except Exception as exc:
+            notes.append(f"could not parse response: {type(exc).__name__}: {exc}")
+            self.problem = "invalid_response"
+            logger.warning("llm_monitor_mw: parse error for %s %s: %r", self.host, self.path, exc)
+        self._fill(record, parsed, notes)
+        if want_text:
+            try:
+                self._content(record, parsed, options)
+            except Exception as exc:
+                record.request_content = record.response_content = None
+                logger.warning("llm_monitor_mw: content capture failed (redact hook?): %r", exc)
+        return record
+
+    def _scan_request(self, record: CallRecord) -> bool | None:
+        """Requested model and stream flag from a bounded scan of both ends of the request body."""
+        record.request_model = self.route.path_model
+        body = self.req_body
+        if not body:
+            return None
+        windows = (body,) if len(body) <= 2 * SCAN_BYTES else (body[:SCAN_BYTES], body[-SCAN_BYTES:])
+        stream: bool | None = None
+        for window in windows:
+            if record.request_model is None or record.request_model == self.route.path_model:
+                match = _MODEL_RE.search(window)
+                if match:
+                    try:
+                        record.request_model = json.loads(b'"' + match.group(1) + b'"')
+                    except ValueError:
+                        record.request_model = match.group(1).decode("utf-8", "replace")
+            if stream is None:
+                smatch = _STREAM_RE.search(window)
+                if smatch:
+                    stream = smatch.group(1) == b"true"
+        return stream
+
+    def _parse(self, parsed: Parsed, want_text: bool, notes: list[str]) -> None:
+        route = self.route
+        family, kind = route.family, route.kind
+        if self.mode == BODY:
+            if self.parts is None or self.status is None:
+                return
+            raw = b"".join(self.parts)
+            if not raw.strip():
+                if self.state == COMPLETE and self.status < 400:
+                    notes.append("empty response body")
+                return
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                if self.state == COMPLETE:
+                    ctype = (self.resp_headers.get("content-type") or "?") if self.resp_headers is not None else "?"
+                    notes.append(f"response is not valid JSON ({ctype}, {len(raw)} bytes): {exc}")
+                    self.problem = "invalid_response"
+                    if self.status >= 400:
+                        parsed.error = raw[:300].decode("utf-8", "replace")
+                return
+            parsed.completed = True
+            family.parse_body(kind, body, parsed, want_text)
+            return
+        if self.mode < 0:
+            return
+        stats = StreamDecodeStats()
+        events = sse_events if self.mode == SSE else ndjson_events
+        head = b"".join(self.head).decode("utf-8", "replace")
+        if self.gap:
+            tail = b"".join(self.tail).decode("utf-8", "replace")
+            chunks = [(head, False, True), (tail, True, False)]
+        else:
+            chunks = [(head + b"".join(self.tail).decode("utf-8", "replace"), False, False)]
+        for text, skip_first, skip_last in chunks:
+            for event in events(text, stats, skip_first=skip_first, skip_last=skip_last):
+                family.parse_event(kind, event, parsed, want_text)
+        if stats.done_marker:
+            parsed.completed = True
+        if stats.bad:
+            notes.append(f"{stats.bad} malformed stream event(s) skipped")
+            self.problem = "malformed_stream"
+        if self.state == COMPLETE and not parsed.completed and self.status is not None and self.status < 400:
+            notes.append("stream ended without the provider's end-of-stream marker (truncated)")
+            self.problem = "incomplete_stream"
+
+    def _fill(self, record: CallRecord, parsed: Parsed, notes: list[str]) -> None:
+        record.response_model = parsed.response_model
+        record.input_tokens = parsed.input_tokens
+        record.output_tokens = parsed.output_tokens
+        record.total_tokens = parsed.total_tokens
+        record.cached_tokens = parsed.cached_tokens
+        record.cache_creation_tokens = parsed.cache_creation_tokens
+        record.reasoning_tokens = parsed.reasoning_tokens
+        record.finish_reason = parsed.finish_reason if isinstance(parsed.finish_reason, str) else None
+        if record.streamed:
+            if self.first_at is not None:
+                record.ttft_ms = (self.first_at - self.start) * 1000.0
+            if self.last_at is not None:
+                record.ttlt_ms = (self.last_at - self.start) * 1000.0
+        first, last = self.first_at, self.last_at
+        if record.output_tokens and record.streamed and first is not None and last is not None and last > first:
+            record.output_tokens_per_s = record.output_tokens / (last - first)
+        elif record.output_tokens and record.duration_ms:
+            record.output_tokens_per_s = record.output_tokens / (record.duration_ms / 1000.0)
+        self._headers(record)
+        error_type, error = parsed.error_type, parsed.error
+        if self.state == FAILED:
+            error_type, error = self.exc_type, self.exc_text or self.exc_type
+        elif self.state == BROKEN:
+            error_type = error_type or self.exc_type
+            notes.insert(0, f"response stream broke: {self.exc_type}: {self.exc_text}")
+        elif self.state == ABANDONED and not parsed.completed:
+            # SDKs close a stream right after its end marker without draining to EOF: that is not abandonment.
+            notes.insert(0, "response closed by the caller before the end of the body")
+        if error_type is None:
+            if self.status is not None and self.status >= 400:
+                error_type = f"http_{self.status}"
+            elif self.problem is not None:
+                error_type = self.problem
+        if self.note:
+            notes.append(self.note)
+        if notes:
+            error = "; ".join([error, *notes] if error else notes)
+        record.error_type = error_type
+        record.error = scrub(error) if error else None
+
+    def _headers(self, record: CallRecord) -> None:
+        headers = self.resp_headers
+        if headers is None:
+            return
+        get = headers.get
+        record.request_id = get("x-request-id") or get("request-id") or get("x-goog-request-id")
+        record.ratelimit_remaining_requests = _int(
+            get("x-ratelimit-remaining-requests") or get("anthropic-ratelimit-requests-remaining")
+        )
+        record.ratelimit_remaining_tokens = _int(
+            get("x-ratelimit-remaining-tokens")
+            or get("anthropic-ratelimit-tokens-remaining")
+            or get("anthropic-ratelimit-input-tokens-remaining")
+        )
+        retry_after = get("retry-after-ms")
+        if retry_after is not None:
+            record.retry_after_s = _float(retry_after, 0.001)
+        else:
+            record.retry_after_s = _float(get("retry-after"), 1.0)
+
+    def _content(self, record: CallRecord, parsed: Parsed, options: CaptureOptions) -> None:
+        limit = options.content_limit
+        redact = options.redact
+        body = self.req_body
+        if body:
+            record.request_content = _clip(body[: limit * 4].decode("utf-8", "replace"), limit, redact)
+        if parsed.text_parts:
+            record.response_content = _clip("".join(parsed.text_parts), limit, redact)
+
+
+def _clip(text: str, limit: int, redact: Callable[[str], str] | None) -> str:
+    text = scrub(text)
+    if redact is not None:
+        text = redact(text)
+    return text if len(text) <= limit else text[:limit] + "…[truncated]"
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _float(value: str | None, scale: float) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value) * scale
+    except ValueError:
+        return None  # an HTTP-date retry-after is rare from LLM APIs; not worth parsing here

@@ -1,0 +1,84 @@
+"""Anthropic Messages API (``POST /v1/messages``), streamed and not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Parsed, add, as_int, error_from
+
+name = "anthropic"
+
+
+def operation(method: str, path: str) -> str | None:
+    """``chat`` for ``POST .../v1/messages`` (not ``count_tokens`` or batches)."""
+    return "chat" if method == "POST" and path.endswith("/v1/messages") else None
+
+
+def model_from_path(path: str) -> str | None:
+    return None
+
+
+def streams_by_default(op: str) -> bool:
+    return False
+
+
+def _usage(usage: Any, parsed: Parsed) -> None:
+    """Anthropic reports uncached input apart from cache reads/writes; OTel's input includes all three."""
+    if not isinstance(usage, dict):
+        return
+    uncached = as_int(usage.get("input_tokens"))
+    created = as_int(usage.get("cache_creation_input_tokens"))
+    read = as_int(usage.get("cache_read_input_tokens"))
+    if uncached is not None:
+        parsed.input_tokens = add(add(uncached, created), read)
+        parsed.cache_creation_tokens = created
+        parsed.cached_tokens = read
+    out = as_int(usage.get("output_tokens"))
+    if out is not None:
+        parsed.output_tokens = out
+    parsed.total_tokens = (
+        parsed.input_tokens + parsed.output_tokens
+        if parsed.input_tokens is not None and parsed.output_tokens is not None
+        else None
+    )
+
+
+def parse_body(op: str, body: Any, parsed: Parsed, want_text: bool) -> None:
+    """Read a complete ``message`` object (or an error body)."""
+    if not isinstance(body, dict) or error_from(body, parsed):
+        return
+    if isinstance(body.get("model"), str):
+        parsed.response_model = body["model"]
+    _usage(body.get("usage"), parsed)
+    parsed.finish_reason = body.get("stop_reason")
+    if want_text:
+        for block in body.get("content") or ():
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                parsed.text_parts.append(block["text"])
+
+
+def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
+    """Read one SSE event: usage arrives in ``message_start`` (input) and ``message_delta`` (output)."""
+    if not isinstance(event, dict):
+        return
+    kind = event.get("type")
+    if kind == "message_start":
+        message = event.get("message")
+        if isinstance(message, dict):
+            if isinstance(message.get("model"), str):
+                parsed.response_model = message["model"]
+            _usage(message.get("usage"), parsed)
+    elif kind == "message_delta":
+        _usage(event.get("usage"), parsed)
+        delta = event.get("delta")
+        if isinstance(delta, dict) and delta.get("stop_reason"):
+            parsed.finish_reason = delta["stop_reason"]
+    elif kind == "content_block_delta":
+        if want_text:
+            delta = event.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("text"), str):
+                parsed.text_parts.append(delta["text"])
+    elif kind == "message_stop":
+        parsed.completed = True
+    elif kind == "error":
+        error_from(event, parsed)

@@ -1,0 +1,87 @@
+"""What every provider family module offers, and the small shared helpers they use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Parsed:
+    """Facts read from a response body or stream. ``None`` = not reported."""
+
+    response_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    finish_reason: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    completed: bool = False
+    """For streams: the provider's end-of-stream marker was seen."""
+    text_parts: list[str] = field(default_factory=list)
+    """Response text, collected only when content capture is on."""
+
+
+class Family(Protocol):
+    """A provider API family (one wire format): OpenAI, Anthropic, Gemini or Ollama."""
+
+    name: str
+
+    def operation(self, method: str, path: str) -> str | None:
+        """The GenAI operation name for this request path, or ``None`` if it is not an LLM call."""
+
+    def streams_by_default(self, operation: str) -> bool:
+        """Whether a request without a ``"stream"`` flag streams (Ollama does)."""
+
+    def parse_body(self, operation: str, body: Any, parsed: Parsed, want_text: bool) -> None:
+        """Read a complete (non-streamed) JSON body into ``parsed``."""
+
+    def parse_event(self, operation: str, event: Any, parsed: Parsed, want_text: bool) -> None:
+        """Read one decoded stream event (SSE ``data`` or NDJSON line) into ``parsed``."""
+
+
+def as_int(value: Any) -> int | None:
+    """An int from a JSON number, else ``None`` (bools are not token counts)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def dig(obj: Any, *keys: str) -> Any:
+    """``obj[k1][k2]...`` through dicts, ``None`` where any step is missing."""
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def add(a: int | None, b: int | None) -> int | None:
+    """Sum where ``None`` is unknown: unknown only if both are."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def error_from(obj: Any, parsed: Parsed) -> bool:
+    """Fill the error fields from the common ``{"error": {...}}`` / ``{"error": "..."}`` shapes."""
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if err is None:
+        return False
+    if isinstance(err, dict):
+        parsed.error_type = str(err.get("type") or err.get("status") or err.get("code") or "error")
+        parsed.error = str(err.get("message") or err)
+    else:
+        parsed.error_type = "error"
+        parsed.error = str(err)
+    return True

@@ -1,0 +1,82 @@
+"""Google Gemini API (``generateContent``, ``streamGenerateContent``, ``embedContent``), AI Studio and Vertex AI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Parsed, as_int, dig, error_from
+
+name = "gemini"
+
+_METHODS = {
+    "generateContent": "generate_content",
+    "streamGenerateContent": "stream_generate_content",
+    "embedContent": "embeddings",
+    "batchEmbedContents": "embeddings",
+}
+
+
+def operation(method: str, path: str) -> str | None:
+    """The operation from the ``:method`` suffix of ``.../models/{model}:method``."""
+    if method != "POST" or "/models/" not in path:
+        return None
+    _, sep, verb = path.rpartition(":")
+    return _METHODS.get(verb) if sep else None
+
+
+def model_from_path(path: str) -> str | None:
+    """``gemini-2.5-flash`` from ``/v1beta/models/gemini-2.5-flash:generateContent``."""
+    tail = path.rsplit("/models/", 1)[-1]
+    return tail.split(":", 1)[0] or None
+
+
+def streams_by_default(op: str) -> bool:
+    return op == "stream_generate_content"
+
+
+def _read(chunk: dict[str, Any], parsed: Parsed, want_text: bool) -> None:
+    if isinstance(chunk.get("modelVersion"), str):
+        parsed.response_model = chunk["modelVersion"]
+    meta = chunk.get("usageMetadata")
+    if isinstance(meta, dict):
+        prompt = as_int(meta.get("promptTokenCount"))
+        tool_prompt = as_int(meta.get("toolUsePromptTokenCount"))
+        candidates = as_int(meta.get("candidatesTokenCount"))
+        thoughts = as_int(meta.get("thoughtsTokenCount"))
+        parsed.input_tokens = prompt + (tool_prompt or 0) if prompt is not None else None
+        # A response with no candidates text reports no candidatesTokenCount: that is zero output, not unknown.
+        if prompt is not None or candidates is not None:
+            parsed.output_tokens = (candidates or 0) + (thoughts or 0)
+        parsed.reasoning_tokens = thoughts if thoughts is not None else (0 if prompt is not None else None)
+        parsed.cached_tokens = as_int(meta.get("cachedContentTokenCount"))
+        if parsed.input_tokens is not None and parsed.output_tokens is not None:
+            parsed.total_tokens = parsed.input_tokens + parsed.output_tokens
+    candidates_list = chunk.get("candidates")
+    if isinstance(candidates_list, list) and candidates_list and isinstance(candidates_list[0], dict):
+        first = candidates_list[0]
+        if first.get("finishReason"):
+            parsed.finish_reason = first["finishReason"]
+            parsed.completed = True
+        if want_text:
+            for part in dig(first, "content", "parts") or ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    parsed.text_parts.append(part["text"])
+
+
+def parse_body(op: str, body: Any, parsed: Parsed, want_text: bool) -> None:
+    """A ``GenerateContentResponse``, a JSON array of them (streaming without ``alt=sse``), or an embedding."""
+    if isinstance(body, list):
+        for item in body:
+            parse_event(op, item, parsed, want_text)
+        return
+    if not isinstance(body, dict) or error_from(body, parsed):
+        return
+    _read(body, parsed, want_text)
+    parsed.completed = True
+
+
+def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
+    """One streamed ``GenerateContentResponse``; usage metadata is cumulative, the last one wins."""
+    if not isinstance(event, dict) or error_from(event, parsed):
+        return
+    _read(event, parsed, want_text)

@@ -1,0 +1,303 @@
+"""Wrapping transports (sync and async) that tee LLM responses into `PendingCall`s.
+
+The hot path: resolve the route (cached dict lookup), note two time stamps, keep a reference to the request
+body, and swap the response's byte stream for one that yields each raw chunk the moment it arrives. Everything
+else (decoding, parsing, pricing, SQL) happens on the writer thread. Anything that goes wrong in here is logged
+and counted; the caller always gets the inner transport's bytes, headers and exceptions unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
+from time import perf_counter
+from typing import Any
+
+from ..context import current_tags
+from .httplibs import (
+    ASYNC_STREAM_BASES,
+    ASYNC_TRANSPORT_BASES,
+    SYNC_STREAM_BASES,
+    SYNC_TRANSPORT_BASES,
+    library_of,
+)
+from .pending import ABANDONED, BROKEN, COMPLETE, FAILED, PendingCall
+from .providers import Registry
+
+logger = logging.getLogger("llm_monitor_mw")
+
+_RETRY_HEADER = "x-stainless-retry-count"  # sent by the official OpenAI/Anthropic SDKs on every attempt
+_STREAM_OPTIONS = b'"stream_options"'
+_STREAM_TRUE = (b'"stream":true', b'"stream": true')
+
+
+class _Ids:
+    """Cheap process-unique call ids (a random per-process prefix and a counter), renewed after fork."""
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(6).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_ids = _Ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.renew)
+
+# (url, call_id) of the last first attempt made in this context, so that SDK retries join their call.
+_last_call: ContextVar[tuple[str, str] | None] = ContextVar("llm_monitor_mw_last_call", default=None)
+
+
+class Capturer:
+    """Decides what to capture and starts a `PendingCall` for it; shared by the sync and async transports."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        sink: Callable[[PendingCall], None],
+        *,
+        max_body_bytes: int,
+        stream_usage: bool = False,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.sink = sink
+        self.max_body_bytes = max_body_bytes
+        self.stream_usage = stream_usage
+        self.on_error = on_error
+
+    def begin(self, request: Any) -> tuple[PendingCall | None, Any]:
+        """A `PendingCall` for an LLM request (else ``None``), and the request to send. Never raises."""
+        try:
+            url = request.url
+            route = self.registry.resolve(request.method, url.host, url.port, url.path)
+            if route is None:
+                return None, request
+            try:
+                body = request.content
+            except Exception:  # a streaming upload not read into memory: nothing to scan
+                body = None
+            if self.stream_usage and body and route.kind == "chat" and route.family.name == "openai":
+                request = _with_stream_usage(request, body)
+            retry = request.headers.get(_RETRY_HEADER)
+            attempt = 1
+            if retry is None:
+                call_id = _ids.next()
+            else:
+                key = str(url)
+                last = _last_call.get()
+                if retry != "0" and last is not None and last[0] == key:
+                    call_id = last[1]
+                    attempt = int(retry) + 1 if retry.isdigit() else 1
+                else:
+                    call_id = _ids.next()
+                    _last_call.set((key, call_id))
+            pending = PendingCall(
+                route,
+                request.method,
+                url.host,
+                url.path,
+                body,
+                time.time(),
+                perf_counter(),
+                call_id,
+                attempt,
+                current_tags.get(),
+                self.sink,
+                self.max_body_bytes,
+            )
+            return pending, request
+        except Exception as exc:
+            self.failed(exc)
+            return None, request
+
+    def failed(self, exc: BaseException) -> None:
+        logger.warning("llm_monitor_mw: capture skipped a request after an internal error: %r", exc)
+        if self.on_error is not None:
+            self.on_error(exc)
+
+
+def _with_stream_usage(request: Any, body: bytes) -> Any:
+    """Ask an OpenAI chat stream to report usage (``stream_options.include_usage``) unless the caller chose."""
+    if _STREAM_OPTIONS in body or not any(flag in body for flag in _STREAM_TRUE) or not body.startswith(b"{"):
+        return request
+    new_body = b'{"stream_options":{"include_usage":true},' + body[1:]
+    headers = request.headers.copy()
+    headers["content-length"] = str(len(new_body))
+    lib = library_of(request)
+    return lib.Request(request.method, request.url, headers=headers, content=new_body, extensions=request.extensions)
+
+
+class TeeStream(*SYNC_STREAM_BASES):  # type: ignore[misc]
+    """A response byte stream that yields the inner stream's raw chunks unchanged and feeds the capture."""
+
+    def __init__(self, inner: Any, pending: PendingCall) -> None:
+        self._inner = inner
+        self._pending = pending
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = self._pending
+        feed = pending.feed
+        try:
+            for chunk in self._inner:
+                feed(chunk)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            pending.finish(BROKEN, exc)
+            raise
+        pending.finish(COMPLETE)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._pending.finish(ABANDONED)
+
+
+class AsyncTeeStream(*ASYNC_STREAM_BASES):  # type: ignore[misc]
+    """The async twin of :class:`TeeStream`."""
+
+    def __init__(self, inner: Any, pending: PendingCall) -> None:
+        self._inner = inner
+        self._pending = pending
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pending = self._pending
+        feed = pending.feed
+        try:
+            async for chunk in self._inner:
+                feed(chunk)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            pending.finish(BROKEN, exc)
+            raise
+        pending.finish(COMPLETE)
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._pending.finish(ABANDONED)
+
+
+def _attach(capturer: Capturer, pending: PendingCall, response: Any, stream_type: type) -> None:
+    try:
+        pending.attach(response.status_code, response.headers)
+        response.stream = stream_type(response.stream, pending)
+    except Exception as exc:
+        capturer.failed(exc)
+
+
+class MonitorTransport(*SYNC_TRANSPORT_BASES):  # type: ignore[misc]
+    """An ``httpx``/``httpx2`` transport that records LLM calls and passes everything through unchanged.
+
+    ``inner`` is the transport that really sends (default: the HTTP library's own ``HTTPTransport``, created on
+    first use for whichever library the client belongs to), so proxies, retries and TLS settings stay yours.
+    """
+
+    def __init__(self, capturer: Capturer, inner: Any = None) -> None:
+        self._capturer = capturer
+        self._inner = inner
+        self._defaults: dict[Any, Any] = {}
+
+    def _inner_for(self, request: Any) -> Any:
+        if self._inner is not None:
+            return self._inner
+        lib = library_of(request)
+        transport = self._defaults.get(lib)
+        if transport is None:
+            transport = self._defaults[lib] = lib.HTTPTransport()
+        return transport
+
+    def handle_request(self, request: Any) -> Any:
+        inner = self._inner_for(request)
+        capturer = self._capturer
+        pending, request = capturer.begin(request)
+        if pending is None:
+            return inner.handle_request(request)
+        try:
+            response = inner.handle_request(request)
+        except BaseException as exc:
+            pending.finish(FAILED, exc)
+            raise
+        _attach(capturer, pending, response, TeeStream)
+        return response
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+        for transport in self._defaults.values():
+            transport.close()
+
+    def __enter__(self) -> MonitorTransport:
+        if self._inner is not None:
+            self._inner.__enter__()
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        if self._inner is not None:
+            self._inner.__exit__(*args)
+        for transport in self._defaults.values():
+            transport.close()
+
+
+class AsyncMonitorTransport(*ASYNC_TRANSPORT_BASES):  # type: ignore[misc]
+    """The async twin of :class:`MonitorTransport` (for ``httpx.AsyncClient``/``httpx2.AsyncClient``)."""
+
+    def __init__(self, capturer: Capturer, inner: Any = None) -> None:
+        self._capturer = capturer
+        self._inner = inner
+        self._defaults: dict[Any, Any] = {}
+
+    def _inner_for(self, request: Any) -> Any:
+        if self._inner is not None:
+            return self._inner
+        lib = library_of(request)
+        transport = self._defaults.get(lib)
+        if transport is None:
+            transport = self._defaults[lib] = lib.AsyncHTTPTransport()
+        return transport
+
+    async def handle_async_request(self, request: Any) -> Any:
+        inner = self._inner_for(request)
+        capturer = self._capturer
+        pending, request = capturer.begin(request)
+        if pending is None:
+            return await inner.handle_async_request(request)
+        try:
+            response = await inner.handle_async_request(request)
+        except BaseException as exc:
+            pending.finish(FAILED, exc)
+            raise
+        _attach(capturer, pending, response, AsyncTeeStream)
+        return response
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+        for transport in self._defaults.values():
+            await transport.aclose()
+
+    async def __aenter__(self) -> AsyncMonitorTransport:
+        if self._inner is not None:
+            await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        if self._inner is not None:
+            await self._inner.__aexit__(*args)
+        for transport in self._defaults.values():
+            await transport.aclose()

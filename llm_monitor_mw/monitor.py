@@ -1,0 +1,165 @@
+"""`Monitor`: configuration and wiring of capture, store and web. Behaviour lives in the layers it wires."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from . import instrument
+from .capture.pending import CaptureOptions, PendingCall
+from .capture.providers import Registry
+from .capture.transport import AsyncMonitorTransport, Capturer, MonitorTransport
+from .context import tags as _tags
+from .pricing import Pricer
+from .record import CallRecord
+from .store import Database, Writer
+from .store.queries import Queries
+
+logger = logging.getLogger("llm_monitor_mw")
+
+
+class Monitor:
+    """Records the LLM calls your app makes and serves what it recorded.
+
+    Args:
+        path: the SQLite file (created on first use; parent directories too).
+        capture_content: store prompts and responses (off by default), truncated to ``content_limit`` characters
+            and passed through ``redact`` first.
+        content_limit: maximum characters kept of each prompt/response when ``capture_content`` is on.
+        redact: ``str -> str`` applied to captured content before it is stored.
+        stream_usage: add ``stream_options.include_usage`` to OpenAI chat-completion stream requests that do not
+            set ``stream_options``, so that streamed calls report tokens (the stream then ends with one extra
+            usage chunk, which the OpenAI SDK handles).
+        prices: per-model price overrides in USD per million tokens, keyed by model or ``provider/model``:
+            ``{"my-model": {"input": 0.5, "output": 1.5, "cache_read": 0.05}}``.
+        hosts: names for providers by host or ``host:port``, e.g. ``{"llm.internal:8000": "vllm"}``.
+        ignore_hosts: hosts whose traffic is never recorded.
+        max_queue: records waiting for the writer before new ones are dropped (and counted).
+        batch_size, flush_interval: how the writer batches inserts.
+        max_body_bytes: larger non-streamed response bodies are passed through but not parsed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "llm_monitor.db",
+        *,
+        capture_content: bool = False,
+        content_limit: int = 4096,
+        redact: Callable[[str], str] | None = None,
+        stream_usage: bool = False,
+        prices: Mapping[str, Mapping[str, float]] | None = None,
+        hosts: Mapping[str, str] | None = None,
+        ignore_hosts: tuple[str, ...] | list[str] = (),
+        max_queue: int = 100_000,
+        batch_size: int = 1000,
+        flush_interval: float = 0.25,
+        max_body_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        if content_limit < 0 or max_queue < 1 or batch_size < 1 or flush_interval <= 0 or max_body_bytes < 0:
+            raise ValueError("content_limit, max_queue, batch_size, flush_interval and max_body_bytes must be positive")
+        self.path = os.fspath(path)
+        self.options = CaptureOptions(
+            capture_content=capture_content,
+            content_limit=content_limit,
+            max_body_bytes=max_body_bytes,
+            redact=redact,
+        )
+        self.internal_errors = 0
+        self.db = Database(self.path)
+        self.pricer = Pricer(prices)
+        self.writer = Writer(
+            self.db, self._prepare, max_queue=max_queue, batch_size=batch_size, interval=flush_interval
+        )
+        self.queries = Queries(self.db)
+        self._capturer = Capturer(
+            Registry(dict(hosts or {}), frozenset(ignore_hosts)),
+            self.writer.submit,
+            max_body_bytes=max_body_bytes,
+            stream_usage=stream_usage,
+            on_error=self._count_error,
+        )
+        self._instrumented = False
+
+    # ---- capture -------------------------------------------------------------------------------------------
+
+    def transport(self, inner: Any = None) -> MonitorTransport:
+        """A sync transport for ``httpx.Client(transport=...)`` or ``httpx2.Client(transport=...)``.
+
+        ``inner`` is the transport that really sends (default: the library's own ``HTTPTransport``).
+        """
+        return MonitorTransport(self._capturer, inner)
+
+    def async_transport(self, inner: Any = None) -> AsyncMonitorTransport:
+        """An async transport for ``httpx.AsyncClient``/``httpx2.AsyncClient``."""
+        return AsyncMonitorTransport(self._capturer, inner)
+
+    def instrument_httpx(self) -> None:
+        """Capture every ``httpx``/``httpx2`` client (sync and async) created from now on."""
+        instrument.instrument(self.transport, self.async_transport)
+        self._instrumented = True
+
+    def uninstrument_httpx(self) -> None:
+        """Stop wrapping new clients (clients already created keep recording)."""
+        if self._instrumented:
+            instrument.uninstrument()
+            self._instrumented = False
+
+    @contextmanager
+    def tags(self, **values: object) -> Iterator[dict[str, str]]:
+        """Tag every call made inside the block (nests; follows asyncio tasks and thread pools)."""
+        with _tags(**values) as merged:
+            yield merged
+
+    # ---- store ---------------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Return once every call captured so far is on disk (``False`` if ``timeout`` ran out first)."""
+        return self.writer.flush(timeout)
+
+    def close(self) -> None:
+        """Flush and stop the writer thread; also undoes :meth:`instrument_httpx`."""
+        self.uninstrument_httpx()
+        self.writer.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Writer and capture counters: queued, written, dropped, failed, internal_errors, last_write_at."""
+        s = self.writer.stats()
+        return {
+            "queued": s.queued,
+            "written": s.written,
+            "dropped": s.dropped,
+            "failed": s.failed,
+            "internal_errors": self.internal_errors,
+            "last_write_at": s.last_write_at,
+        }
+
+    def _prepare(self, pending: PendingCall) -> CallRecord:
+        record = pending.to_record(self.options)
+        try:
+            record.cost_usd = self.pricer.price(record)
+        except Exception:
+            logger.exception("llm_monitor_mw: pricing failed for %r", record.model)
+        return record
+
+    def _count_error(self, exc: BaseException) -> None:
+        self.internal_errors += 1
+
+    # ---- web -----------------------------------------------------------------------------------------------
+
+    def asgi_app(self) -> Any:
+        """A Starlette app serving the JSON API; mount it anywhere: ``app.mount("/monitoring", ...)``."""
+        from .web.app import create_app
+
+        return create_app(self)
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Monitor({self.path!r})"

@@ -1,0 +1,88 @@
+"""Tables, indexes and migrations. The schema version lives in ``PRAGMA user_version``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+CALLS = "calls"
+
+# Column name -> SQLite type, in the order the writer inserts them (JSON text for dict fields).
+CALL_COLUMNS: dict[str, type] = {
+    "started_at": float,
+    "provider": str,
+    "operation": str,
+    "endpoint": str,
+    "method": str,
+    "host": str,
+    "call_id": str,
+    "attempt": int,
+    "request_model": str,
+    "response_model": str,
+    "model": str,
+    "status_code": int,
+    "ok": int,
+    "error_type": str,
+    "error": str,
+    "streamed": int,
+    "input_tokens": int,
+    "output_tokens": int,
+    "total_tokens": int,
+    "cached_tokens": int,
+    "cache_creation_tokens": int,
+    "reasoning_tokens": int,
+    "cost_usd": float,
+    "duration_ms": float,
+    "ttft_ms": float,
+    "ttlt_ms": float,
+    "output_tokens_per_s": float,
+    "finish_reason": str,
+    "request_id": str,
+    "ratelimit_remaining_requests": int,
+    "ratelimit_remaining_tokens": int,
+    "retry_after_s": float,
+    "response_bytes": int,
+    "tags": str,
+    "request_content": str,
+    "response_content": str,
+}
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db[CALLS].create({"id": int, **CALL_COLUMNS}, pk="id", not_null={"started_at", "provider", "operation"})  # type: ignore[union-attr]
+    table = db[CALLS]
+    table.create_index(["started_at"], index_name="idx_calls_started_at")  # type: ignore[union-attr]
+    table.create_index(["provider", "model", "started_at"], index_name="idx_calls_provider_model")  # type: ignore[union-attr]
+    table.create_index(["model", "started_at"], index_name="idx_calls_model")  # type: ignore[union-attr]
+    table.create_index(["call_id"], index_name="idx_calls_call_id")  # type: ignore[union-attr]
+    db.execute(f"CREATE INDEX idx_calls_errors ON {CALLS}(started_at) WHERE ok = 0")
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring the database up to :data:`SCHEMA_VERSION`, one transaction per step. Returns the version."""
+    conn = db.conn
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this llm-monitor-mw understands ({SCHEMA_VERSION});"
+            " upgrade the package"
+        )
+    while version < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                MIGRATIONS[version](db)
+                version += 1
+                conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return version

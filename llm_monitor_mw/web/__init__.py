@@ -1,0 +1,1 @@
+"""Web: the mountable Starlette app. Reads only through `store.queries`."""

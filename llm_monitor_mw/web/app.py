@@ -1,0 +1,93 @@
+"""The Starlette app factory: routes, templates, static files, security headers and JSON errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._version import __version__
+from ..store.queries import Filters
+from . import api
+from .resources import resource_dir
+from .urls import url_for
+
+if TYPE_CHECKING:
+    from ..monitor import Monitor
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        b" object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every HTTP response of the wrapped app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(monitor: Monitor) -> Starlette:
+    """The app that ``Monitor.asgi_app()`` returns."""
+    env = Environment(
+        loader=FileSystemLoader(str(resource_dir("templates"))),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        auto_reload=False,
+    )
+
+    async def index(request: Request) -> Response:
+        summary = monitor.queries.summary(Filters())
+        html = env.get_template("index.html").render(
+            summary=summary,
+            stats=monitor.stats(),
+            version=__version__,
+            url=lambda path="", **q: url_for(request, path, **q),
+        )
+        return HTMLResponse(html)
+
+    async def http_error(request: Request, exc: Any) -> Response:
+        status = getattr(exc, "status_code", 500)
+        detail = getattr(exc, "detail", "internal error")
+        return JSONResponse({"error": detail}, status_code=status)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "internal error in llm-monitor-mw; see the server log"}, status_code=500)
+
+    app = Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            *api.routes(monitor),
+            Mount("/static", app=StaticFiles(directory=str(resource_dir("static"))), name="static"),
+        ],
+        exception_handlers={HTTPException: http_error, 500: server_error},
+    )
+    app.add_middleware(SecurityHeaders)
+    return app

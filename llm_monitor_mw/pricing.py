@@ -138,6 +138,7 @@ class Pricer:
 
         def total(**tokens: int) -> Decimal:
             return genai_prices.calc_price(genai_prices.Usage(**tokens), model, **kwargs).total_price
+
         model_price = base.model_price
         if _is_tiered(model_price):
             return model_price

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..record import CallRecord
 from .providers import Route
-from .providers.base import Parsed
+from .providers.base import Parsed, prompt_text
 from .redaction import scrub
 from .sse import CONTENT_MARK, Decoder, StreamDecodeStats, make_decoder, ndjson_events, sse_events
 
@@ -401,7 +401,13 @@ class PendingCall:
         redact = options.redact
         body = self.req_body
         if body:
-            record.request_content = _clip(body[: limit * 4].decode("utf-8", "replace"), limit, redact)
+            try:
+                text = prompt_text(json.loads(body))
+            except ValueError:
+                text = None
+            if text is None:
+                text = body[: limit * 4].decode("utf-8", "replace")
+            record.request_content = _clip(text, limit, redact)
         if parsed.text_parts:
             record.response_content = _clip("".join(parsed.text_parts), limit, redact)
 

@@ -85,3 +85,34 @@ def error_from(obj: Any, parsed: Parsed) -> bool:
         parsed.error_type = "error"
         parsed.error = str(err)
     return True
+
+
+def flatten_text(value: Any) -> str:
+    """The text inside a message ``content``: a string, a list of parts, or ``{"text": ...}`` parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(t for t in (flatten_text(v) for v in value) if t)
+    if isinstance(value, dict):
+        for key in ("text", "content", "parts", "input_text"):
+            if key in value:
+                return flatten_text(value[key])
+    return ""
+
+
+def prompt_text(body: Any) -> str | None:
+    """A readable prompt from any family's request body: ``role: text`` lines for messages/contents."""
+    if not isinstance(body, dict):
+        return None
+    lines: list[str] = []
+    for key in ("system", "instructions", "systemInstruction"):
+        if body.get(key):
+            lines.append(f"system: {flatten_text(body[key])}")
+    for key in ("messages", "contents"):
+        for message in body.get(key) or ():
+            if isinstance(message, dict):
+                lines.append(f"{message.get('role', 'user')}: {flatten_text(message.get('content', message))}")
+    for key in ("input", "prompt"):
+        if key in body:
+            lines.append(flatten_text(body[key]))
+    return "\n".join(lines) if lines else None

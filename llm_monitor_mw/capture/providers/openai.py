@@ -118,8 +118,10 @@ def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
         elif kind == "response.output_text.delta" and want_text and isinstance(event.get("delta"), str):
             parsed.text_parts.append(event["delta"])
         elif kind == "error":
-            parsed.error_type = str(event.get("code") or "error")
-            parsed.error = str(event.get("message") or event)
+            # Documented flat ({"code", "message"}); the service also sends it nested under "error".
+            err = event["error"] if isinstance(event.get("error"), dict) else event
+            parsed.error_type = str(err.get("code") or err.get("type") or "error")
+            parsed.error = str(err.get("message") or err)
         return
     if error_from(event, parsed):
         return

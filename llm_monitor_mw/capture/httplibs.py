@@ -7,6 +7,7 @@ apart with ``isinstance`` against whichever modules import, never by ``__module_
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import httpx
 
@@ -29,3 +30,21 @@ def library_of(request: object) -> ModuleType:
         if isinstance(request, lib.Request):
             return lib
     raise TypeError(f"not an httpx or httpx2 request: {type(request)!r}")
+
+
+def header_values(headers: Any, wanted: frozenset[bytes]) -> dict[bytes, bytes]:
+    """The values of the ``wanted`` (lower-case) headers, in one pass (the last one wins on repeats).
+
+    ``Headers.get`` costs 3-5 µs per call (it lower-cases and joins on every lookup); httpx and httpx2 both keep
+    ``_list`` as ``(raw_key, lower_key, value)`` triples, so one scan of it serves every name we need. Falls back
+    to the public API if that ever changes.
+    """
+    try:
+        return {lower: value for _, lower, value in headers._list if lower in wanted}
+    except (AttributeError, TypeError, ValueError):
+        found: dict[bytes, bytes] = {}
+        for name in wanted:
+            value = headers.get(name.decode("ascii"))
+            if value is not None:
+                found[name] = value.encode("latin-1")
+        return found

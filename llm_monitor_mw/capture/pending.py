@@ -15,6 +15,7 @@ from time import perf_counter
 from typing import Any
 
 from ..record import CallRecord
+from .httplibs import header_values
 from .providers import Route
 from .providers.base import Parsed, prompt_text
 from .redaction import scrub
@@ -30,6 +31,23 @@ SCAN_BYTES = 4096  # how much of each end of a request body is searched for "mod
 
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
 _STREAM_RE = re.compile(rb'"stream"\s*:\s*(true|false)')
+
+_FRAMING_HEADERS = frozenset({b"content-type", b"content-encoding"})
+_CONTENT_TYPE = frozenset({b"content-type"})
+_RECORDED_HEADERS = frozenset(
+    {
+        b"x-request-id",
+        b"request-id",
+        b"x-goog-request-id",
+        b"x-ratelimit-remaining-requests",
+        b"x-ratelimit-remaining-tokens",
+        b"anthropic-ratelimit-requests-remaining",
+        b"anthropic-ratelimit-tokens-remaining",
+        b"anthropic-ratelimit-input-tokens-remaining",
+        b"retry-after",
+        b"retry-after-ms",
+    }
+)
 
 # End states of a response stream.
 OPEN, COMPLETE, ABANDONED, BROKEN, FAILED = "open", "complete", "abandoned", "broken", "failed"
@@ -149,13 +167,15 @@ class PendingCall:
         try:
             self.status = status
             self.resp_headers = headers
-            ctype = headers.get("content-type") or ""
-            if "event-stream" in ctype:
+            found = header_values(headers, _FRAMING_HEADERS)
+            ctype = found.get(b"content-type", b"")
+            if b"event-stream" in ctype:
                 self.mode = SSE
-            elif "ndjson" in ctype:
+            elif b"ndjson" in ctype:
                 self.mode = NDJSON
-            encoding = headers.get("content-encoding")
-            if encoding and encoding != "identity":
+            raw_encoding = found.get(b"content-encoding")
+            if raw_encoding and raw_encoding != b"identity":
+                encoding = raw_encoding.decode("latin-1")
                 self.decoder = make_decoder(encoding)
                 if self.decoder is None:
                     self.note = f"response is {encoding}-encoded and its decoder is not installed (brotli/zstandard)"
@@ -279,10 +299,11 @@ class PendingCall:
             if record.request_model is None or record.request_model == self.route.path_model:
                 match = _MODEL_RE.search(window)
                 if match:
+                    raw = match.group(1)
                     try:
-                        record.request_model = json.loads(b'"' + match.group(1) + b'"')
+                        record.request_model = json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
                     except ValueError:
-                        record.request_model = match.group(1).decode("utf-8", "replace")
+                        record.request_model = raw.decode("utf-8", "replace")
             if stream is None:
                 smatch = _STREAM_RE.search(window)
                 if smatch:
@@ -304,7 +325,7 @@ class PendingCall:
                 body = json.loads(raw)
             except ValueError as exc:
                 if self.state == COMPLETE:
-                    ctype = (self.resp_headers.get("content-type") or "?") if self.resp_headers is not None else "?"
+                    ctype = _content_type(self.resp_headers)
                     notes.append(f"response is not valid JSON ({ctype}, {len(raw)} bytes): {exc}")
                     self.problem = "invalid_response"
                     if self.status >= 400:
@@ -377,10 +398,14 @@ class PendingCall:
         record.error = scrub(error) if error else None
 
     def _headers(self, record: CallRecord) -> None:
-        headers = self.resp_headers
-        if headers is None:
+        if self.resp_headers is None:
             return
-        get = headers.get
+        found = header_values(self.resp_headers, _RECORDED_HEADERS)
+
+        def get(name: str) -> str | None:
+            value = found.get(name.encode("ascii"))
+            return None if value is None else value.decode("latin-1")
+
         record.request_id = get("x-request-id") or get("request-id") or get("x-goog-request-id")
         record.ratelimit_remaining_requests = _int(
             get("x-ratelimit-remaining-requests") or get("anthropic-ratelimit-requests-remaining")
@@ -410,6 +435,12 @@ class PendingCall:
             record.request_content = _clip(text, limit, redact)
         if parsed.text_parts:
             record.response_content = _clip("".join(parsed.text_parts), limit, redact)
+
+
+def _content_type(headers: Any) -> str:
+    if headers is None:
+        return "?"
+    return header_values(headers, _CONTENT_TYPE).get(b"content-type", b"?").decode("latin-1")
 
 
 def _clip(text: str, limit: int, redact: Callable[[str], str] | None) -> str:

@@ -23,6 +23,7 @@ from .httplibs import (
     ASYNC_TRANSPORT_BASES,
     SYNC_STREAM_BASES,
     SYNC_TRANSPORT_BASES,
+    header_values,
     library_of,
 )
 from .pending import ABANDONED, BROKEN, COMPLETE, FAILED, PendingCall
@@ -30,7 +31,8 @@ from .providers import Registry
 
 logger = logging.getLogger("llm_monitor_mw")
 
-_RETRY_HEADER = "x-stainless-retry-count"  # sent by the official OpenAI/Anthropic SDKs on every attempt
+# Sent by the official OpenAI/Anthropic SDKs on every attempt: 0 for the first, n for the n-th retry.
+_RETRY_HEADER = frozenset({b"x-stainless-retry-count"})
 _STREAM_OPTIONS = b'"stream_options"'
 _STREAM_TRUE = (b'"stream":true', b'"stream": true')
 
@@ -88,7 +90,8 @@ class Capturer:
                 body = None
             if self.stream_usage and body and route.kind == "chat" and route.family.name == "openai":
                 request = _with_stream_usage(request, body)
-            retry = request.headers.get(_RETRY_HEADER)
+            raw_retry = header_values(request.headers, _RETRY_HEADER).get(b"x-stainless-retry-count")
+            retry = None if raw_retry is None else raw_retry.decode("ascii", "replace")
             attempt = 1
             if retry is None:
                 call_id = _ids.next()

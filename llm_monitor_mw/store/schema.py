@@ -55,8 +55,8 @@ def _v1(db: sqlite_utils.Database) -> None:
     table.create_index(["started_at"], index_name="idx_calls_started_at")  # type: ignore[union-attr]
     table.create_index(["provider", "model", "started_at"], index_name="idx_calls_provider_model")  # type: ignore[union-attr]
     table.create_index(["model", "started_at"], index_name="idx_calls_model")  # type: ignore[union-attr]
-    table.create_index(["call_id"], index_name="idx_calls_call_id")  # type: ignore[union-attr]
-    db.execute(f"CREATE INDEX idx_calls_errors ON {CALLS}(started_at) WHERE ok = 0")
+    # Every index costs ingest speed (measured in benchmarks/overhead.py): attempts of one call are found by
+    # call_id within a time window, and errors by scanning a time range, so neither gets an index of its own.
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)

@@ -146,7 +146,7 @@ def test_schema_is_versioned(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     index_names = {i.name for i in db["calls"].indexes}  # type: ignore[union-attr]
-    assert {"idx_calls_started_at", "idx_calls_provider_model", "idx_calls_model", "idx_calls_errors"} <= index_names
+    assert {"idx_calls_started_at", "idx_calls_provider_model", "idx_calls_model"} <= index_names
 
 
 def test_newer_schema_is_refused_clearly(tmp_path: Path) -> None:

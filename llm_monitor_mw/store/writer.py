@@ -143,10 +143,16 @@ class Writer:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued before this call is on disk; ``False`` on timeout."""
-        if not self._queue:
-            return True
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+        if self._thread is None or self._pid != os.getpid():
+            if not self._queue:
+                return True  # nothing was ever submitted in this process
             self._start()
+        elif not self._thread.is_alive():
+            if self._closed:
+                return not self._queue
+            self._start()
+        # Always go through the queue, even when it looks empty: the writer may hold a batch it has popped but
+        # not yet committed, and the marker is released only after that batch.
         marker = _Flush()
         self._queue.append(marker)
         self._wake.set()

@@ -25,8 +25,10 @@ logger = logging.getLogger("llm_monitor_mw")
 
 BODY, SSE, NDJSON = 0, 1, 2
 
-HEAD_BYTES = 64 * 1024
-TAIL_BYTES = 64 * 1024
+# Streams keep their first and last chunks only: usage and end markers arrive at the ends (Anthropic's input
+# usage in the first events, everyone's output usage in the last). Chunks are small SSE/NDJSON reads in practice.
+HEAD_CHUNKS = 16
+TAIL_CHUNKS = 64
 SCAN_BYTES = 4096  # how much of each end of a request body is searched for "model" and "stream"
 
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
@@ -73,43 +75,31 @@ class CaptureOptions:
 
 
 class PendingCall:
-    """One attempt between request start and the end of its response body."""
+    """One attempt between request start and the end of its response body.
 
-    __slots__ = (
-        "attempt",
-        "body_len",
-        "call_id",
-        "decoder",
-        "done",
-        "end_at",
-        "exc_text",
-        "exc_type",
-        "first_at",
-        "gap",
-        "head",
-        "head_len",
-        "host",
-        "last_at",
-        "max_body",
-        "method",
-        "mode",
-        "nbytes",
-        "note",
-        "parts",
-        "path",
-        "problem",
-        "req_body",
-        "resp_headers",
-        "route",
-        "sink",
-        "start",
-        "started_at",
-        "state",
-        "status",
-        "tags",
-        "tail",
-        "tail_len",
-    )
+    Only the per-call attributes are set in ``__init__``; the rest start from the class defaults below, because
+    every attribute assignment is on the caller's path.
+    """
+
+    status: int | None = None
+    resp_headers: Any = None
+    mode = BODY
+    decoder: Decoder | None = None
+    first_at: float | None = None
+    last_at: float | None = None
+    end_at: float | None = None
+    parts: list[bytes] | None = None
+    body_len = 0
+    nbytes = 0
+    head: list[bytes] | None = None
+    tail: deque[bytes] | None = None
+    n_chunks = 0
+    state = OPEN
+    exc_type: str | None = None
+    exc_text: str | None = None
+    note: str | None = None
+    problem: str | None = None
+    done = False
 
     def __init__(
         self,
@@ -120,7 +110,7 @@ class PendingCall:
         req_body: bytes | None,
         started_at: float,
         start: float,
-        call_id: str,
+        call_id: tuple[str, int],
         attempt: int,
         tags: dict[str, str],
         sink: Callable[[PendingCall], None],
@@ -138,32 +128,11 @@ class PendingCall:
         self.tags = tags
         self.sink = sink
         self.max_body = max_body
-        self.status: int | None = None
-        self.resp_headers: Any = None
-        self.mode = BODY
-        self.decoder: Decoder | None = None
-        self.first_at: float | None = None
-        self.last_at: float | None = None
-        self.end_at: float | None = None
-        self.parts: list[bytes] | None = []
-        self.body_len = 0
-        self.nbytes = 0
-        self.head: list[bytes] = []
-        self.head_len = 0
-        self.tail: deque[bytes] = deque()
-        self.tail_len = 0
-        self.gap = False
-        self.state = OPEN
-        self.exc_type: str | None = None
-        self.exc_text: str | None = None
-        self.note: str | None = None
-        self.problem: str | None = None
-        self.done = False
 
     # ---- caller's path -------------------------------------------------------------------------------------
 
     def attach(self, status: int, headers: Any) -> None:
-        """Response headers arrived: pick how the body will be read. Never raises."""
+        """Response headers arrived: pick how the body will be read (and so which ``feed``). Never raises."""
         try:
             self.status = status
             self.resp_headers = headers
@@ -173,62 +142,76 @@ class PendingCall:
                 self.mode = SSE
             elif b"ndjson" in ctype:
                 self.mode = NDJSON
+            if self.mode == BODY:
+                self.parts = []
+                self.feed = self._feed_body  # type: ignore[method-assign]
+            else:
+                self.head = []
+                self.tail = deque(maxlen=TAIL_CHUNKS)
+                self.feed = self._feed_stream  # type: ignore[method-assign]
             raw_encoding = found.get(b"content-encoding")
             if raw_encoding and raw_encoding != b"identity":
                 encoding = raw_encoding.decode("latin-1")
                 self.decoder = make_decoder(encoding)
                 if self.decoder is None:
                     self.note = f"response is {encoding}-encoded and its decoder is not installed (brotli/zstandard)"
-                    self.parts = None
-                    self.mode = -1  # nothing to parse
+                    self._stop_parsing()
         except Exception as exc:  # pragma: no cover - defensive
             self.internal(exc)
 
     def feed(self, chunk: bytes) -> None:
-        """A raw chunk passed to the caller. Kept by reference (body) or in a bounded head/tail (streams)."""
+        """A raw chunk passed to the caller (replaced per instance by :meth:`attach`). Never raises."""
+        self.nbytes += len(chunk)
+
+    def _feed_body(self, chunk: bytes) -> None:
+        """Non-streamed body: keep the chunks by reference (up to ``max_body``) for one parse on the writer."""
         try:
-            now = perf_counter()
+            self.nbytes += len(chunk)
+            if self.first_at is None:
+                self.first_at = perf_counter()
+            if self.decoder is not None:
+                chunk = self.decoder(chunk)
+            parts = self.parts
+            if parts is not None:
+                self.body_len += len(chunk)
+                if self.body_len > self.max_body:
+                    self.parts = None
+                    self.note = f"response body larger than max_body_bytes={self.max_body}; not parsed"
+                else:
+                    parts.append(chunk)
+        except Exception as exc:
+            self.internal(exc)
+
+    def _feed_stream(self, chunk: bytes) -> None:
+        """SSE/NDJSON: note the first content chunk's time; keep the first and the last chunks (bounded)."""
+        try:
             self.nbytes += len(chunk)
             if self.decoder is not None:
                 chunk = self.decoder(chunk)
-            mode = self.mode
-            if mode == BODY:
-                parts = self.parts
-                if parts is not None:
-                    self.body_len += len(chunk)
-                    if self.body_len > self.max_body:
-                        self.parts = None
-                        self.note = f"response body larger than max_body_bytes={self.max_body}; not parsed"
-                    else:
-                        parts.append(chunk)
-                if self.first_at is None:
-                    self.first_at = now
-                self.last_at = now
-                return
-            if mode < 0:
-                return
             if self.first_at is None and CONTENT_MARK.search(chunk):
-                self.first_at = now
-            self.last_at = now
-            if self.head_len < HEAD_BYTES:
-                self.head.append(chunk)
-                self.head_len += len(chunk)
-                return
-            tail = self.tail
-            tail.append(chunk)
-            self.tail_len += len(chunk)
-            while self.tail_len > TAIL_BYTES and len(tail) > 1:
-                self.tail_len -= len(tail.popleft())
-                self.gap = True
+                self.first_at = perf_counter()
+            self.n_chunks += 1
+            if self.n_chunks <= HEAD_CHUNKS:
+                self.head.append(chunk)  # type: ignore[union-attr]
+            else:
+                self.tail.append(chunk)  # type: ignore[union-attr]  # a bounded deque: old chunks fall off
         except Exception as exc:
             self.internal(exc)
+
+    def _stop_parsing(self) -> None:
+        self.mode = -1
+        self.parts = self.head = self.tail = None
+        self.feed = self._feed_nothing  # type: ignore[method-assign]
+
+    def _feed_nothing(self, chunk: bytes) -> None:
+        self.nbytes += len(chunk)
 
     def finish(self, state: str, exc: BaseException | None = None) -> None:
         """End of this attempt (completed, abandoned by the caller, or broken): hand it to the writer once."""
         if self.done:
             return
         self.done = True
-        self.end_at = perf_counter()
+        self.end_at = self.last_at = perf_counter()
         self.state = state
         if exc is not None:
             self.exc_type = type(exc).__name__
@@ -241,8 +224,7 @@ class PendingCall:
     def internal(self, exc: Exception) -> None:
         """A bug or surprise inside capture: note it on the record, log it, never propagate."""
         self.note = f"capture error: {type(exc).__name__}: {exc}"
-        self.mode = -1
-        self.parts = None
+        self._stop_parsing()
         logger.warning("llm_monitor_mw: capture error on %s %s: %r", self.host, self.path, exc)
 
     # ---- writer thread -------------------------------------------------------------------------------------
@@ -257,7 +239,7 @@ class PendingCall:
             endpoint=self.path,
             method=self.method,
             host=self.host,
-            call_id=self.call_id,
+            call_id=f"{self.call_id[0]}{self.call_id[1]:x}",
             attempt=self.attempt,
             status_code=self.status,
             tags=self.tags,
@@ -334,12 +316,12 @@ class PendingCall:
             parsed.completed = True
             family.parse_body(kind, body, parsed, want_text)
             return
-        if self.mode < 0:
+        if self.mode < 0 or self.head is None or self.tail is None:
             return
         stats = StreamDecodeStats()
         events = sse_events if self.mode == SSE else ndjson_events
         head = b"".join(self.head).decode("utf-8", "replace")
-        if self.gap:
+        if self.n_chunks > HEAD_CHUNKS + TAIL_CHUNKS:  # chunks were dropped between head and tail
             tail = b"".join(self.tail).decode("utf-8", "replace")
             chunks = [(head, False, True), (tail, True, False)]
         else:

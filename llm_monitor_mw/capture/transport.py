@@ -47,16 +47,18 @@ class _Ids:
         self.prefix = os.urandom(6).hex()
         self.counter = itertools.count(1)
 
-    def next(self) -> str:
-        return f"{self.prefix}{next(self.counter):x}"
+    def next(self) -> tuple[str, int]:
+        """A new id; formatted as text later, on the writer thread."""
+        return (self.prefix, next(self.counter))
 
 
 _ids = _Ids()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ids.renew)
 
-# (url, call_id) of the last first attempt made in this context, so that SDK retries join their call.
-_last_call: ContextVar[tuple[str, str] | None] = ContextVar("llm_monitor_mw_last_call", default=None)
+# ((host, path), call_id) of the last first attempt made in this context, so that SDK retries join their call.
+_LastCall = tuple[tuple[str, str], tuple[str, int]]
+_last_call: ContextVar[_LastCall | None] = ContextVar("llm_monitor_mw_last_call", default=None)
 
 
 class Capturer:
@@ -81,7 +83,10 @@ class Capturer:
         """A `PendingCall` for an LLM request (else ``None``), and the request to send. Never raises."""
         try:
             url = request.url
-            route = self.registry.resolve(request.method, url.host, url.port, url.path)
+            method = request.method
+            host = url.host
+            path = url.path
+            route = self.registry.resolve(method, host, url.port, path)
             if route is None:
                 return None, request
             try:
@@ -96,7 +101,7 @@ class Capturer:
             if retry is None:
                 call_id = _ids.next()
             else:
-                key = str(url)
+                key = (host, path)
                 last = _last_call.get()
                 if retry != "0" and last is not None and last[0] == key:
                     call_id = last[1]
@@ -106,9 +111,9 @@ class Capturer:
                     _last_call.set((key, call_id))
             pending = PendingCall(
                 route,
-                request.method,
-                url.host,
-                url.path,
+                method,
+                host,
+                path,
                 body,
                 time.time(),
                 perf_counter(),

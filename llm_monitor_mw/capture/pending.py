@@ -144,11 +144,9 @@ class PendingCall:
                 self.mode = NDJSON
             if self.mode == BODY:
                 self.parts = []
-                self.feed = self._feed_body  # type: ignore[method-assign]
             else:
                 self.head = []
                 self.tail = deque(maxlen=TAIL_CHUNKS)
-                self.feed = self._feed_stream  # type: ignore[method-assign]
             raw_encoding = found.get(b"content-encoding")
             if raw_encoding and raw_encoding != b"identity":
                 encoding = raw_encoding.decode("latin-1")
@@ -159,9 +157,20 @@ class PendingCall:
         except Exception as exc:  # pragma: no cover - defensive
             self.internal(exc)
 
+    def feeder(self) -> Callable[[bytes], None]:
+        """The function to call with each raw chunk passed to the caller (never raises).
+
+        Picked once per response by the stream wrapper (which holds it, so no reference cycle is made here).
+        """
+        if self.mode == BODY:
+            return self._feed_body
+        if self.mode in (SSE, NDJSON):
+            return self._feed_stream
+        return self._feed_nothing
+
     def feed(self, chunk: bytes) -> None:
-        """A raw chunk passed to the caller (replaced per instance by :meth:`attach`). Never raises."""
-        self.nbytes += len(chunk)
+        """Feed one chunk (convenience for callers that do not hold :meth:`feeder`)."""
+        self.feeder()(chunk)
 
     def _feed_body(self, chunk: bytes) -> None:
         """Non-streamed body: keep the chunks by reference (up to ``max_body``) for one parse on the writer."""
@@ -201,7 +210,6 @@ class PendingCall:
     def _stop_parsing(self) -> None:
         self.mode = -1
         self.parts = self.head = self.tail = None
-        self.feed = self._feed_nothing  # type: ignore[method-assign]
 
     def _feed_nothing(self, chunk: bytes) -> None:
         self.nbytes += len(chunk)
@@ -223,6 +231,8 @@ class PendingCall:
 
     def internal(self, exc: Exception) -> None:
         """A bug or surprise inside capture: note it on the record, log it, never propagate."""
+        if self.mode < 0 and self.note is not None:
+            return  # already stopped parsing: the chunks that follow fail the same way, report once
         self.note = f"capture error: {type(exc).__name__}: {exc}"
         self._stop_parsing()
         logger.warning("llm_monitor_mw: capture error on %s %s: %r", self.host, self.path, exc)

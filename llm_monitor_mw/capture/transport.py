@@ -154,7 +154,7 @@ class TeeStream(*SYNC_STREAM_BASES):  # type: ignore[misc]
 
     def __iter__(self) -> Iterator[bytes]:
         pending = self._pending
-        feed = pending.feed
+        feed = pending.feeder()
         try:
             for chunk in self._inner:
                 feed(chunk)
@@ -182,7 +182,7 @@ class AsyncTeeStream(*ASYNC_STREAM_BASES):  # type: ignore[misc]
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         pending = self._pending
-        feed = pending.feed
+        feed = pending.feeder()
         try:
             async for chunk in self._inner:
                 feed(chunk)

@@ -209,3 +209,13 @@ def test_feed_errors_become_notes(monitor: Monitor, fake_llm: FakeLLMServer, mon
     _response, inner, got = sync_roundtrip(monitor, fake_llm.base_url + "/v1/chat/completions", STREAM, {})
     assert got == [c for _, c in inner.chunks]
     assert "capture error" in records(monitor)[0]["error"]
+
+
+def test_timeouts_are_recorded_and_reraised(monitor: Monitor, fake_llm: FakeLLMServer) -> None:
+    inner = RecordingTransport()
+    with httpx.Client(transport=monitor.transport(inner=inner), timeout=0.2) as client:
+        with pytest.raises(httpx.ReadTimeout) as info:
+            client.post(fake_llm.base_url + "/v1/chat/completions", json=CHAT, headers={"x-fake-chunk-delay": "1"})
+    assert info.value is inner.exception
+    row = only_record(monitor)
+    assert row["error_type"] == "ReadTimeout" and row["status_code"] is None and row["duration_ms"] >= 200

@@ -50,6 +50,12 @@ class CallRecord:
     retry_after_s: float | None = None
     response_bytes: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    route: str | None = None
+    """Route template of the inbound request that caused the call (``/chat/{id}``), from the middleware."""
+    user: str | None = None
+    """User id of the inbound request, from the middleware's resolver or ``tags(user=...)``."""
+    inbound_method: str | None = None
+    inbound_request_id: str | None = None
     request_content: str | None = None
     response_content: str | None = None
 

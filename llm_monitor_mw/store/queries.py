@@ -46,6 +46,10 @@ API_COLUMNS = (
     "retry_after_s",
     "response_bytes",
     "tags",
+    "route",
+    "user",
+    "inbound_method",
+    "inbound_request_id",
 )
 DETAIL_COLUMNS = (*API_COLUMNS, "request_content", "response_content")
 
@@ -59,6 +63,12 @@ class Filters:
     provider: str | None = None
     model: str | None = None
     ok: bool | None = None
+    route: str | None = None
+    user: str | None = None
+    tag: tuple[str, str] | None = None
+    """``(key, value)``: calls whose tags have ``key`` equal to ``value``."""
+    q: str | None = None
+    """Case-insensitive text search in the error, error type and model."""
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -78,6 +88,19 @@ class Filters:
         if self.ok is not None:
             clauses.append("ok = ?")
             params.append(1 if self.ok else 0)
+        if self.route is not None:
+            clauses.append("route = ?")
+            params.append(self.route)
+        if self.user is not None:
+            clauses.append("user = ?")
+            params.append(self.user)
+        if self.tag is not None:
+            clauses.append("tags IS NOT NULL AND json_extract(tags, ?) = ?")
+            params.extend([f'$."{self.tag[0]}"', self.tag[1]])
+        if self.q:
+            pattern = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append("(error LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' OR model LIKE ? ESCAPE '\\')")
+            params.extend([pattern, pattern, pattern])
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

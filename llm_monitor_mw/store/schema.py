@@ -46,11 +46,17 @@ CALL_COLUMNS: dict[str, type] = {
     "tags": str,
     "request_content": str,
     "response_content": str,
+    "route": str,
+    "user": str,
+    "inbound_method": str,
+    "inbound_request_id": str,
 }
+V1_COLUMNS = tuple(CALL_COLUMNS)[: tuple(CALL_COLUMNS).index("response_content") + 1]
 
 
 def _v1(db: sqlite_utils.Database) -> None:
-    db[CALLS].create({"id": int, **CALL_COLUMNS}, pk="id", not_null={"started_at", "provider", "operation"})  # type: ignore[union-attr]
+    columns = {name: CALL_COLUMNS[name] for name in V1_COLUMNS}
+    db[CALLS].create({"id": int, **columns}, pk="id", not_null={"started_at", "provider", "operation"})  # type: ignore[union-attr]
     table = db[CALLS]
     table.create_index(["started_at"], index_name="idx_calls_started_at")  # type: ignore[union-attr]
     table.create_index(["provider", "model", "started_at"], index_name="idx_calls_provider_model")  # type: ignore[union-attr]
@@ -59,7 +65,14 @@ def _v1(db: sqlite_utils.Database) -> None:
     # call_id within a time window, and errors by scanning a time range, so neither gets an index of its own.
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
+def _v2(db: sqlite_utils.Database) -> None:
+    """Attribution: the inbound request (route template, user, method, request id) that caused each call."""
+    table = db[CALLS]
+    for name in ("route", "user", "inbound_method", "inbound_request_id"):
+        table.add_column(name, str)  # type: ignore[union-attr]
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

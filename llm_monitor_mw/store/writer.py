@@ -69,6 +69,10 @@ def record_row(record: CallRecord) -> tuple[Any, ...]:
         json.dumps(record.tags, separators=(",", ":")) if record.tags else None,
         record.request_content,
         record.response_content,
+        record.route,
+        record.user,
+        record.inbound_method,
+        record.inbound_request_id,
     )
 
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._version import __version__
 from ..store.queries import Filters
 from . import api
 from .resources import resource_dir
-from .urls import url_for
+from .templating import create_environment, render
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
@@ -57,21 +55,10 @@ class SecurityHeaders:
 
 def create_app(monitor: Monitor) -> Starlette:
     """The app that ``Monitor.asgi_app()`` returns."""
-    env = Environment(
-        loader=FileSystemLoader(str(resource_dir("templates"))),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        auto_reload=False,
-    )
+    env = create_environment()
 
     async def index(request: Request) -> Response:
-        summary = monitor.queries.summary(Filters())
-        html = env.get_template("index.html").render(
-            summary=summary,
-            stats=monitor.stats(),
-            version=__version__,
-            url=lambda path="", **q: url_for(request, path, **q),
-        )
-        return HTMLResponse(html)
+        return render(env, request, "index.html", summary=monitor.queries.summary(Filters()), stats=monitor.stats())
 
     async def http_error(request: Request, exc: Any) -> Response:
         status = getattr(exc, "status_code", 500)

@@ -3,5 +3,6 @@
 from ._version import __version__
 from .monitor import Monitor
 from .record import CallRecord
+from .web.auth import BasicAuth, Constraint
 
-__all__ = ["CallRecord", "Monitor", "__version__"]
+__all__ = ["BasicAuth", "CallRecord", "Constraint", "Monitor", "__version__"]

@@ -17,6 +17,7 @@ from .pricing import Pricer
 from .record import CallRecord
 from .store import Database, Writer
 from .store.queries import Queries
+from .web.auth import Auth
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -149,11 +150,24 @@ class Monitor:
 
     # ---- web -----------------------------------------------------------------------------------------------
 
-    def asgi_app(self) -> Any:
-        """A Starlette app serving the JSON API; mount it anywhere: ``app.mount("/monitoring", ...)``."""
+    def asgi_app(self, auth: Auth | None = None) -> Any:
+        """The monitoring app (dashboard, JSON API, static files) as an ASGI app; mount it at any prefix:
+        ``app.mount("/monitoring", monitor.asgi_app(auth=BasicAuth("admin", password)))``.
+
+        ``auth`` guards every route: :class:`BasicAuth`, :class:`Constraint`, or any object with an async
+        ``check(request)`` returning ``None`` (allow) or a response. Without it the app is open (a warning is
+        logged once).
+        """
         from .web.app import create_app
 
-        return create_app(self)
+        return create_app(self, auth)
+
+    def wsgi_app(self, auth: Auth | None = None) -> Any:
+        """The monitoring app for WSGI hosts (Flask):
+        ``DispatcherMiddleware(flask_app.wsgi_app, {"/monitoring": monitor.wsgi_app(auth=...)})``."""
+        from .web.wsgi import LazyWSGIApp
+
+        return LazyWSGIApp(lambda: self.asgi_app(auth))
 
     def __enter__(self) -> Monitor:
         return self

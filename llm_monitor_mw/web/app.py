@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -14,11 +15,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..store.queries import Filters
 from . import api
+from .auth import Auth, AuthMiddleware
+from .csrf import CSRFMiddleware
 from .resources import resource_dir
 from .templating import create_environment, render
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
+
+logger = logging.getLogger("llm_monitor_mw")
 
 SECURITY_HEADERS = [
     (
@@ -53,8 +58,24 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(monitor: Monitor) -> Starlette:
-    """The app that ``Monitor.asgi_app()`` returns."""
+_warned_open = False
+
+
+def _warn_open_once() -> None:
+    global _warned_open
+    if not _warned_open:
+        _warned_open = True
+        logger.warning(
+            "llm_monitor_mw: the monitoring app has no auth configured: anyone who can reach it can read your LLM"
+            " usage. Pass auth=BasicAuth(...) or auth=Constraint(...) to asgi_app()/wsgi_app()."
+        )
+
+
+def create_app(monitor: Monitor, auth: Auth | None = None) -> ASGIApp:
+    """The app that ``Monitor.asgi_app()`` returns: routes inside CSRF, auth and security-header layers.
+
+    Security headers are outermost so that even a 401 carries them; auth wraps everything, static files too.
+    """
     env = create_environment()
 
     async def index(request: Request) -> Response:
@@ -76,5 +97,9 @@ def create_app(monitor: Monitor) -> Starlette:
         ],
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
-    app.add_middleware(SecurityHeaders)
-    return app
+    wrapped: ASGIApp = CSRFMiddleware(app)
+    if auth is None:
+        _warn_open_once()
+    else:
+        wrapped = AuthMiddleware(wrapped, auth)
+    return SecurityHeaders(wrapped)

@@ -169,6 +169,34 @@ class Monitor:
 
         return LazyWSGIApp(lambda: self.asgi_app(auth))
 
+    @property
+    def asgi_middleware(self) -> Any:
+        """The ASGI attribution middleware class: ``app.add_middleware(monitor.asgi_middleware, user=...)``.
+
+        Ties each captured call to the request that caused it (route template, user, method, request id). Add it
+        last, so it is outermost; ``user(request) -> str | None`` runs at the request's first LLM call.
+        See :class:`llm_monitor_mw.middleware.AttributionMiddleware`.
+        """
+        from .middleware import AttributionMiddleware
+
+        return AttributionMiddleware
+
+    def wsgi_middleware(
+        self,
+        app: Any,
+        *,
+        user: Callable[[dict[str, Any]], str | None] | None = None,
+        request_id_header: str = "X-Request-ID",
+    ) -> Any:
+        """Wrap a WSGI app for attribution: ``flask_app.wsgi_app = monitor.wsgi_middleware(flask_app.wsgi_app)``.
+
+        ``user(environ) -> str | None`` runs at the request's first LLM call. See
+        :class:`llm_monitor_mw.middleware.WSGIAttributionMiddleware`.
+        """
+        from .middleware import WSGIAttributionMiddleware
+
+        return WSGIAttributionMiddleware(app, user=user, request_id_header=request_id_header)
+
     def __enter__(self) -> Monitor:
         return self
 

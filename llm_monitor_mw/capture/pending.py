@@ -14,6 +14,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from ..context import InboundRequest
 from ..record import CallRecord
 from .httplibs import header_values
 from .providers import Route
@@ -115,6 +116,7 @@ class PendingCall:
         tags: dict[str, str],
         sink: Callable[[PendingCall], None],
         max_body: int,
+        inbound: InboundRequest | None = None,
     ) -> None:
         self.route = route
         self.method = method
@@ -128,6 +130,7 @@ class PendingCall:
         self.tags = tags
         self.sink = sink
         self.max_body = max_body
+        self.inbound = inbound
 
     # ---- caller's path -------------------------------------------------------------------------------------
 
@@ -255,6 +258,7 @@ class PendingCall:
             tags=self.tags,
             response_bytes=self.nbytes if self.status is not None else None,
         )
+        self._attribute(record)
         end = self.end_at or perf_counter()
         record.duration_ms = (end - self.start) * 1000.0
         want_text = options.capture_content
@@ -278,6 +282,18 @@ class PendingCall:
                 record.request_content = record.response_content = None
                 logger.warning("llm_monitor_mw: content capture failed (redact hook?): %r", exc)
         return record
+
+    def _attribute(self, record: CallRecord) -> None:
+        """The inbound request's route, user, method and id (resolved in ``begin``); ``tags(user=...)`` wins."""
+        inbound = self.inbound
+        if inbound is not None:
+            record.route = inbound.route
+            record.user = inbound.user
+            record.inbound_method = inbound.method
+            record.inbound_request_id = inbound.request_id
+        tag_user = self.tags.get("user")
+        if tag_user:
+            record.user = tag_user
 
     def _scan_request(self, record: CallRecord) -> bool | None:
         """Requested model and stream flag from a bounded scan of both ends of the request body."""

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from time import perf_counter
 from typing import Any
 
-from ..context import current_tags
+from ..context import current_inbound, current_tags
 from .httplibs import (
     ASYNC_STREAM_BASES,
     ASYNC_TRANSPORT_BASES,
@@ -109,6 +109,10 @@ class Capturer:
                 else:
                     call_id = _ids.next()
                     _last_call.set((key, call_id))
+            tags = current_tags.get()
+            inbound = current_inbound.get()
+            if inbound is not None:  # resolved here, on the caller's thread, while e.g. Flask's request is active
+                inbound.resolve("user" not in tags)
             pending = PendingCall(
                 route,
                 method,
@@ -119,9 +123,10 @@ class Capturer:
                 perf_counter(),
                 call_id,
                 attempt,
-                current_tags.get(),
+                tags,
                 self.sink,
                 self.max_body_bytes,
+                inbound,
             )
             return pending, request
         except Exception as exc:

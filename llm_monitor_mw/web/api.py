@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -15,6 +16,30 @@ if TYPE_CHECKING:
     from ..monitor import Monitor
 
 MAX_LIMIT = 1000
+MAX_Q = 200
+"""Longest ``q=`` text search accepted."""
+_TAG_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def parse_tag(value: str | None) -> tuple[str, str] | None:
+    """``tag=key:value`` as ``(key, value)``; the key is letters, digits, ``_ - .`` (it goes into a JSON path)."""
+    if value is None or value == "":
+        return None
+    key, sep, tag_value = value.partition(":")
+    if not sep:
+        raise ParamError("tag", f"{value!r} is not key:value")
+    if not _TAG_KEY.fullmatch(key):
+        raise ParamError("tag", "the key must be 1-100 letters, digits, '_', '-' or '.'")
+    return key, tag_value
+
+
+def parse_q(value: str | None) -> str | None:
+    """The ``q=`` text search (at most :data:`MAX_Q` characters)."""
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_Q:
+        raise ParamError("q", f"must be at most {MAX_Q} characters")
+    return value
 
 
 def _filters(request: Request) -> Filters:
@@ -30,6 +55,10 @@ def _filters(request: Request) -> Filters:
         provider=q.get("provider") or None,
         model=q.get("model") or None,
         ok=None if status is None else status == "ok",
+        route=q.get("route") or None,
+        user=q.get("user") or None,
+        tag=parse_tag(q.get("tag")),
+        q=parse_q(q.get("q")),
     )
 
 

@@ -9,16 +9,15 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..store.queries import Filters
-from . import api
+from . import api, pages
 from .auth import Auth, AuthMiddleware
 from .csrf import CSRFMiddleware
 from .resources import resource_dir
-from .templating import create_environment, render
+from .templating import create_environment
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
@@ -78,9 +77,6 @@ def create_app(monitor: Monitor, auth: Auth | None = None) -> ASGIApp:
     """
     env = create_environment()
 
-    async def index(request: Request) -> Response:
-        return render(env, request, "index.html", summary=monitor.queries.summary(Filters()), stats=monitor.stats())
-
     async def http_error(request: Request, exc: Any) -> Response:
         status = getattr(exc, "status_code", 500)
         detail = getattr(exc, "detail", "internal error")
@@ -91,7 +87,7 @@ def create_app(monitor: Monitor, auth: Auth | None = None) -> ASGIApp:
 
     app = Starlette(
         routes=[
-            Route("/", index, methods=["GET"]),
+            *pages.routes(monitor, env),
             *api.routes(monitor),
             Mount("/static", app=StaticFiles(directory=str(resource_dir("static"))), name="static"),
         ],

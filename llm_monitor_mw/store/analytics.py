@@ -336,41 +336,8 @@ def connection(db: Database) -> sqlite3.Connection:
 
 
 def where(filters: Filters, *, time: bool = True) -> tuple[str, list[Any]]:
-    """``filters`` as SQL over ``calls`` (``ok`` as a literal, so the partial error index can serve it)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if time and filters.since is not None:
-        clauses.append("started_at >= ?")
-        params.append(filters.since)
-    if time and filters.until is not None:
-        clauses.append("started_at < ?")
-        params.append(filters.until)
-    # Index choice (SQLite has no ANALYZE statistics here, so it guesses): a unary + keeps a term out of index
-    # selection. Failed calls are few, so the partial index idx_calls_errors finds them fastest (468 ms -> 0.3 ms
-    # at 1M rows); and a provider without a model cannot use (provider, model, started_at) for the time range,
-    # so it would scan every row of that provider instead of the range.
-    errors = filters.ok is False
-    for column, value, plus in (
-        ("provider", filters.provider, errors or filters.model is None),
-        ("model", filters.model, errors),
-    ):
-        if value is not None:
-            clauses.append(f"{'+' if plus else ''}{column} = ?")
-            params.append(value)
-    if filters.ok is not None:
-        clauses.append("ok = 1" if filters.ok else "ok = 0")
-    for column, value in (("route", filters.route), ('"user"', filters.user)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if filters.tag is not None:
-        clauses.append("tags IS NOT NULL AND json_extract(tags, ?) = ?")
-        params.extend([f'$."{filters.tag[0]}"', filters.tag[1]])
-    if filters.q:
-        pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        clauses.append("(error LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' OR model LIKE ? ESCAPE '\\')")
-        params.extend([pattern, pattern, pattern])
-    return " AND ".join(clauses) or "1", params
+    """``filters`` as one SQL condition over ``calls`` (see :meth:`Filters.conditions`)."""
+    return filters.conditions(time=time)
 
 
 def _rollable(filters: Filters) -> bool:

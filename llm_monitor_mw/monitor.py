@@ -83,6 +83,7 @@ class Monitor:
             on_error=self._count_error,
         )
         self._instrumented = False
+        self._listeners: list[Callable[[CallRecord], None]] = []
 
     # ---- capture -------------------------------------------------------------------------------------------
 
@@ -137,12 +138,31 @@ class Monitor:
             "last_write_at": s.last_write_at,
         }
 
+    def add_listener(self, listener: Callable[[CallRecord], None]) -> None:
+        """Call ``listener(record)`` for every captured call, on the writer thread, just before it is stored.
+
+        A listener must be quick and must not block; one that raises is logged and counted in
+        ``stats()["internal_errors"]``, and never stops the record from being stored.
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[CallRecord], None]) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def _prepare(self, pending: PendingCall) -> CallRecord:
         record = pending.to_record(self.options)
         try:
             record.cost_usd = self.pricer.price(record)
         except Exception:
             logger.exception("llm_monitor_mw: pricing failed for %r", record.model)
+        for listener in self._listeners:
+            try:
+                listener(record)
+            except Exception as exc:
+                logger.exception("llm_monitor_mw: listener %r failed", listener)
+                self._count_error(exc)
         return record
 
     def _count_error(self, exc: BaseException) -> None:

@@ -61,6 +61,13 @@ _LastCall = tuple[tuple[str, str], tuple[str, int]]
 _last_call: ContextVar[_LastCall | None] = ContextVar("llm_monitor_mw_last_call", default=None)
 
 
+class CallRefused(Exception):
+    """Raised by the transport instead of sending an LLM request that a gate (e.g. a hard budget) refused.
+
+    It subclasses :class:`Exception` directly, not an httpx error, so SDKs do not retry it.
+    """
+
+
 class Capturer:
     """Decides what to capture and starts a `PendingCall` for it; shared by the sync and async transports."""
 
@@ -78,9 +85,14 @@ class Capturer:
         self.max_body_bytes = max_body_bytes
         self.stream_usage = stream_usage
         self.on_error = on_error
+        self.gates: list[Callable[[PendingCall], None]] = []
+        """Checks run before an LLM request leaves the process; one raising :class:`CallRefused` refuses it."""
 
     def begin(self, request: Any) -> tuple[PendingCall | None, Any]:
-        """A `PendingCall` for an LLM request (else ``None``), and the request to send. Never raises."""
+        """A `PendingCall` for an LLM request (else ``None``), and the request to send.
+
+        Raises only :class:`CallRefused`, when a gate refuses the call (it is then recorded as failed).
+        """
         try:
             url = request.url
             method = request.method
@@ -128,10 +140,18 @@ class Capturer:
                 self.max_body_bytes,
                 inbound,
             )
-            return pending, request
         except Exception as exc:
             self.failed(exc)
             return None, request
+        for gate in self.gates:
+            try:
+                gate(pending)
+            except CallRefused as refused:
+                pending.finish(FAILED, refused)
+                raise
+            except Exception as exc:  # a broken check never blocks the call
+                self.failed(exc)
+        return pending, request
 
     def failed(self, exc: BaseException) -> None:
         logger.warning("llm_monitor_mw: capture skipped a request after an internal error: %r", exc)

@@ -112,51 +112,13 @@ _DIM_RAW_SOURCES = {
 }
 _HIST_BUCKET = f"CAST(floor(log2(max({{col}}, 0.001)) * {HIST_PER_DOUBLING}) AS INTEGER)"
 
-_DDL = (
-    "CREATE TABLE IF NOT EXISTS rollup_state (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID",
-    *(
-        f"""CREATE TABLE IF NOT EXISTS rollup_calls_{g} (
-            ts INTEGER NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
-            requests INTEGER NOT NULL, errors INTEGER NOT NULL, n429 INTEGER NOT NULL,
-            input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, total_tokens INTEGER NOT NULL,
-            cached_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL, tokens_n INTEGER NOT NULL,
-            cost_usd REAL NOT NULL, cost_n INTEGER NOT NULL, duration_sum REAL NOT NULL, duration_n INTEGER NOT NULL,
-            ttft_sum REAL NOT NULL, ttft_n INTEGER NOT NULL,
-            PRIMARY KEY (ts, provider, model)) WITHOUT ROWID"""
-        for g in ("hour", "day")
-    ),
-    *(
-        f"""CREATE TABLE IF NOT EXISTS rollup_latency_{g} (
-            ts INTEGER NOT NULL, metric TEXT NOT NULL, hb INTEGER NOT NULL, n INTEGER NOT NULL,
-            PRIMARY KEY (ts, metric, hb)) WITHOUT ROWID"""
-        for g in ("hour", "day")
-    ),
-    *(
-        f"""CREATE TABLE IF NOT EXISTS rollup_dims_{g} (
-            ts INTEGER NOT NULL, dim TEXT NOT NULL, value TEXT NOT NULL,
-            requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
-            output_tokens INTEGER NOT NULL, total_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,
-            PRIMARY KEY (dim, ts, value)) WITHOUT ROWID"""
-        for g in ("hour", "day")
-    ),
-    *(
-        f"""CREATE TABLE IF NOT EXISTS rollup_quantiles_{g} (
-            ts INTEGER NOT NULL, metric TEXT NOT NULL, p50 REAL, p95 REAL,
-            PRIMARY KEY (ts, metric)) WITHOUT ROWID"""
-        for g in ("hour", "day")
-    ),
-    # Errors are rare: a partial index finds the latest ones (and the "errors only" request list) without a scan,
-    # and costs ingest only for failed calls.
-    f"CREATE INDEX IF NOT EXISTS idx_calls_errors ON {CALLS}(started_at) WHERE ok = 0",
-)
-
 
 def ensure(db: Database) -> None:
-    """Create the roll-up tables and indexes the dashboard needs (idempotent), then bring the roll-ups up to date.
+    """Bring the roll-ups (tables of schema migration 3) up to date with ``calls``.
 
-    The first call on a large existing database rolls up every row (about 35 s per million rows on a 2-vCPU VM).
+    The first call on a large database that predates the roll-ups rolls up every row, in chunks of :data:`CHUNK`
+    (about 35 s per million rows on a 2-vCPU VM).
     """
-    db.write(lambda conn: [conn.execute(sql) for sql in _DDL])
     Rollups(db).refresh()
 
 
@@ -250,7 +212,10 @@ class Rollups:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _rollup_calls AS SELECT * FROM rollup_calls_hour WHERE 0")
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _rollup_latency AS SELECT * FROM rollup_latency_hour WHERE 0")
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _rollup_dims AS SELECT * FROM rollup_dims_hour WHERE 0")
-        for table in ("_rollup_calls", "_rollup_latency", "_rollup_dims"):
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _rollup_latency_models AS SELECT * FROM rollup_latency_models_hour WHERE 0"
+        )
+        for table in ("_rollup_calls", "_rollup_latency", "_rollup_dims", "_rollup_latency_models"):
             conn.execute(f"DELETE FROM temp.{table}")
         rows = f"{CALLS}.id > ? AND {CALLS}.id <= ?"
         conn.execute(
@@ -260,11 +225,15 @@ class Rollups:
         )
         for metric, column in (("d", "duration_ms"), ("t", "ttft_ms")):
             conn.execute(
-                f"""INSERT INTO temp._rollup_latency
-                    SELECT {key}, '{metric}', {_HIST_BUCKET.format(col=column)}, count(*)
-                    FROM {CALLS} WHERE {rows} AND {column} IS NOT NULL GROUP BY 1, 3""",
+                f"""INSERT INTO temp._rollup_latency_models
+                    SELECT {key}, provider, coalesce(model, ''), '{metric}', {_HIST_BUCKET.format(col=column)}, count(*)
+                    FROM {CALLS} WHERE {rows} AND {column} IS NOT NULL GROUP BY 1, 2, 3, 5""",
                 (lo, hi),
             )
+        conn.execute(
+            """INSERT INTO temp._rollup_latency SELECT ts, metric, hb, sum(n)
+               FROM temp._rollup_latency_models GROUP BY 1, 2, 3"""
+        )
         dim_sums = ", ".join(_DIM_RAW_SUMS)
         for dim, (value, source, cond) in _DIM_RAW_SOURCES.items():
             conn.execute(
@@ -275,6 +244,7 @@ class Rollups:
         for table, keys, sums in (
             ("calls", ("ts", "provider", "model"), _SUMS),
             ("latency", ("ts", "metric", "hb"), ("n",)),
+            ("latency_models", ("ts", "provider", "model", "metric", "hb"), ("n",)),
             ("dims", ("ts", "dim", "value"), _DIM_SUMS),
         ):
             update = ", ".join(f"{c} = {c} + excluded.{c}" for c in sums)
@@ -465,19 +435,57 @@ class Analytics:
             ]
             return " UNION ALL ".join(parts), params * 2
 
-        rollable = filters.provider is None and filters.model is None
-        sub, params = self._union(filters, step, "latency", "metric, hb", ("n",), raw, rollable=rollable)
-        result: dict[int, dict[str, dict[int, int]]] = {}
+        if filters.provider is not None or filters.model is not None:
+            by_model = self._model_histograms(filters, step)
+            result: dict[int, dict[str, dict[int, int]]] = {}
+            for (bucket, _, _), hists in by_model.items():
+                merged = result.setdefault(bucket, {"d": {}, "t": {}})
+                for metric, hist in hists.items():
+                    for hb, n in hist.items():
+                        merged[metric][hb] = merged[metric].get(hb, 0) + n
+            return result
+        sub, params = self._union(filters, step, "latency", "metric, hb", ("n",), raw)
+        result = {}
         for bucket, metric, hb, n in self._all(sub, params):
             hist = result.setdefault(bucket, {"d": {}, "t": {}})[metric]
             hist[hb] = hist.get(hb, 0) + n
         return result
 
-    def report(self, filters: Filters, step: int = 0, *, latency: bool = True) -> Report:
+    def _model_histograms(
+        self, filters: Filters, step: int = 0
+    ) -> dict[tuple[int, str, str], dict[str, dict[int, int]]]:
+        """Latency and TTFT log histograms per ``(bucket, provider, model)``."""
+
+        def raw(f: Filters, bucket: str) -> tuple[str, list[Any]]:
+            cond, params = where(f)
+            parts = [
+                f"SELECT {bucket} AS bucket, provider, coalesce(model, '') AS model, '{metric}' AS metric,"
+                f" {_HIST_BUCKET.format(col=column)} AS hb, count(*) AS n"
+                f" FROM {CALLS} WHERE {cond} AND {column} IS NOT NULL GROUP BY 1, 2, 3, 5"
+                for metric, column in (("d", "duration_ms"), ("t", "ttft_ms"))
+            ]
+            return " UNION ALL ".join(parts), params * 2
+
+        sub, params = self._union(
+            filters,
+            step,
+            "latency_models",
+            "provider, model, metric, hb",
+            ("n",),
+            raw,
+            rollup_where=_model_conditions(filters),
+        )
+        sql = f"SELECT bucket, provider, model, metric, hb, sum(n) FROM ({sub}) GROUP BY 1, 2, 3, 4, 5"
+        result: dict[tuple[int, str, str], dict[str, dict[int, int]]] = {}
+        for bucket, provider, model, metric, hb, n in self._all(sql, params):
+            result.setdefault((bucket, provider, model), {"d": {}, "t": {}})[metric][hb] = n
+        return result
+
+    def report(self, filters: Filters, step: int = 0, *, latency: bool = True, model_latency: bool = False) -> Report:
         """Totals, the time series (``step`` > 0) and the per-model and per-provider sums of the range.
 
         One query over (bucket, provider, model) sums, added up here every way the pages need, plus (unless
-        ``latency`` is false) the latency histograms for the percentiles.
+        ``latency`` is false) the latency histograms for the percentiles (and, with ``model_latency``, per model).
         """
         assert filters.since is not None and filters.until is not None
         cube = [(key, sums) for key, sums in self._cube_rows(filters, step).items()]
@@ -486,7 +494,7 @@ class Analytics:
         models = _named(_add_up(cube, lambda r: (r[0][1], r[0][2]), 1))
         providers = _named(_add_up(cube, lambda r: r[0][1], 1))
         overall = _finish(_named(_add_up(cube, lambda r: 0, 1)).get(0) or dict.fromkeys(_SUMS, 0))
-        overall.update(_latency(hists.get(0, {"d": {}, "t": {}})))
+        overall.update(_latency(hists.get(0, _NO_HIST), p99=True))
         series = []
         if step:
             quantiles = self._series_quantiles(filters, step) if latency else {}
@@ -495,7 +503,13 @@ class Analytics:
                 item["ts"] = ts
                 item.update(quantiles.get(ts) or dict.fromkeys(_LATENCY_KEYS))
                 series.append(item)
-        by_model = [_finish({"provider": p, "model": m, **sums}) for (p, m), sums in models.items()]
+        model_hists = {}
+        if latency and model_latency:
+            model_hists = {(p, m): h for (_, p, m), h in self._model_histograms(filters).items()}
+        by_model = [
+            _finish({"provider": p, "model": m, **sums}) | _latency(model_hists.get((p, m), _NO_HIST), p99=True)
+            for (p, m), sums in models.items()
+        ]
         by_provider = [_finish({"provider": p, **sums}) for p, sums in providers.items()]
         return Report(
             totals=overall,
@@ -530,6 +544,36 @@ class Analytics:
             if since < until:
                 edge = replace(filters, since=since, until=until)
                 out.update({ts: _latency(h) for ts, h in self.histograms(edge, step).items()})
+        return out
+
+    def summary(self, filters: Filters) -> dict[str, Any]:
+        """What ``GET api/summary`` answers: totals, error rate, p50/p95/p99 latency and p50/p95 TTFT, overall and
+        per provider+model, from the roll-ups. Without ``since``/``until`` the range is everything recorded.
+
+        Percentiles are log-histogram estimates within ±4.5 % (see :data:`HIST_PER_DOUBLING`).
+        """
+        if filters.since is None or filters.until is None:
+            first, last = self._all(f"SELECT min(started_at), max(started_at) FROM {CALLS}")[0]
+            filters = replace(
+                filters,
+                since=filters.since if filters.since is not None else math.floor(first or 0),
+                until=filters.until if filters.until is not None else math.floor(last or 0) + 1,
+            )
+        report = self.report(filters, model_latency=True)
+        keys = (
+            *_SUMMARY_SUMS,
+            "error_rate",
+            "latency_mean_ms",
+            "ttft_mean_ms",
+            "cost_unknown",
+            *_LATENCY_KEYS,
+            "latency_p99_ms",
+        )
+        out: dict[str, Any] = {k: report.totals[k] for k in keys}
+        out["by_model"] = [
+            {"provider": row["provider"], "model": row["model"] or None, **{k: row[k] for k in keys}}
+            for row in report.by_model
+        ]
         return out
 
     def totals(self, filters: Filters) -> dict[str, Any]:
@@ -730,13 +774,28 @@ def _finish_dim(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+_SUMMARY_SUMS = (
+    "requests",
+    "errors",
+    "n429",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
 _LATENCY_KEYS = ("latency_p50_ms", "latency_p95_ms", "ttft_p50_ms", "ttft_p95_ms")
+_NO_HIST: dict[str, dict[int, int]] = {"d": {}, "t": {}}
 
 
-def _latency(hist: dict[str, dict[int, int]]) -> dict[str, float | None]:
-    return {
+def _latency(hist: dict[str, dict[int, int]], *, p99: bool = False) -> dict[str, float | None]:
+    out = {
         "latency_p50_ms": percentile(hist["d"], 0.5),
         "latency_p95_ms": percentile(hist["d"], 0.95),
         "ttft_p50_ms": percentile(hist["t"], 0.5),
         "ttft_p95_ms": percentile(hist["t"], 0.95),
     }
+    if p99:
+        out["latency_p99_ms"] = percentile(hist["d"], 0.99)
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,78 +144,3 @@ class Queries:
         """Every stored field of one call, or ``None``."""
         rows = self._execute(f"SELECT {', '.join(DETAIL_COLUMNS)} FROM {CALLS} WHERE id = ?", [call_pk])
         return _row(DETAIL_COLUMNS, rows[0]) if rows else None
-
-    def summary(self, filters: Filters) -> dict[str, Any]:
-        """Totals, error rate and latency/TTFT percentiles, overall and per provider+model."""
-        where, params = filters.where()
-        totals = """count(*), sum(1 - ok), sum(input_tokens), sum(output_tokens), sum(total_tokens),
-                    sum(cached_tokens), sum(reasoning_tokens), sum(cost_usd)"""
-        overall = _totals(self._execute(f"SELECT {totals} FROM {CALLS}{where}", params)[0])
-        groups = self._execute(
-            f"SELECT provider, model, {totals} FROM {CALLS}{where} GROUP BY provider, model ORDER BY count(*) DESC",
-            params,
-        )
-        latency = self._percentiles(where, params, "duration_ms", (0.5, 0.95, 0.99))
-        ttft = self._percentiles(where, params, "ttft_ms", (0.5, 0.95))
-        overall.update(_named("latency", latency.get(None, {}), (0.5, 0.95, 0.99)))
-        overall.update(_named("ttft", ttft.get(None, {}), (0.5, 0.95)))
-        by_model = []
-        for provider, model, *values in groups:
-            item = {"provider": provider, "model": model, **_totals(tuple(values))}
-            item.update(_named("latency", latency.get((provider, model), {}), (0.5, 0.95, 0.99)))
-            item.update(_named("ttft", ttft.get((provider, model), {}), (0.5, 0.95)))
-            by_model.append(item)
-        overall["by_model"] = by_model
-        return overall
-
-    def _percentiles(
-        self, where: str, params: list[Any], column: str, quantiles: tuple[float, ...]
-    ) -> dict[tuple[str, str] | None, dict[float, float]]:
-        """Nearest-rank percentiles of ``column``, overall (key ``None``) and per (provider, model)."""
-        cond = f"{where} AND {column} IS NOT NULL" if where else f" WHERE {column} IS NOT NULL"
-        # Nearest rank: rn = max(1, ceil(q * n)), with ceil spelled in integer arithmetic for older SQLite builds.
-        ranks = " OR ".join(
-            f"rn = max(1, CAST({q} * n AS INTEGER) + ({q} * n > CAST({q} * n AS INTEGER)))" for q in quantiles
-        )
-        result: dict[tuple[str, str] | None, dict[float, float]] = {}
-        for partition, key_cols in (("", ""), ("PARTITION BY provider, model", "provider, model, ")):
-            sql = f"""
-                SELECT {key_cols} rn, n, {column} FROM (
-                    SELECT {key_cols} {column},
-                        row_number() OVER ({partition} ORDER BY {column}) AS rn,
-                        count(*) OVER ({partition}) AS n
-                    FROM {CALLS}{cond}
-                ) WHERE {ranks}
-            """
-            for row in self._execute(sql, params):
-                if key_cols:
-                    provider, model, rn, n, value = row
-                    key: tuple[str, str] | None = (provider, model)
-                else:
-                    rn, n, value = row
-                    key = None
-                bucket = result.setdefault(key, {})
-                for q in quantiles:
-                    if rn == max(1, math.ceil(q * n)):
-                        bucket[q] = value
-        return result
-
-
-def _totals(values: tuple[Any, ...]) -> dict[str, Any]:
-    requests, errors, inp, out, total, cached, reasoning, cost = values
-    errors = errors or 0
-    return {
-        "requests": requests,
-        "errors": errors,
-        "error_rate": (errors / requests) if requests else None,
-        "input_tokens": inp or 0,
-        "output_tokens": out or 0,
-        "total_tokens": total or 0,
-        "cached_tokens": cached or 0,
-        "reasoning_tokens": reasoning or 0,
-        "cost_usd": cost or 0.0,
-    }
-
-
-def _named(prefix: str, values: dict[float, float], quantiles: tuple[float, ...]) -> dict[str, float | None]:
-    return {f"{prefix}_p{round(q * 100)}_ms": values.get(q) for q in quantiles}

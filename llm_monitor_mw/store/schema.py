@@ -72,7 +72,63 @@ def _v2(db: sqlite_utils.Database) -> None:
         table.add_column(name, str)  # type: ignore[union-attr]
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
+# Dashboard roll-ups (see store/analytics.py, which fills them incrementally by row id).
+ROLLUP_DDL = (
+    "CREATE TABLE IF NOT EXISTS rollup_state (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID",
+    *(
+        f"""CREATE TABLE IF NOT EXISTS rollup_calls_{g} (
+            ts INTEGER NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+            requests INTEGER NOT NULL, errors INTEGER NOT NULL, n429 INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, total_tokens INTEGER NOT NULL,
+            cached_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL, tokens_n INTEGER NOT NULL,
+            cost_usd REAL NOT NULL, cost_n INTEGER NOT NULL, duration_sum REAL NOT NULL, duration_n INTEGER NOT NULL,
+            ttft_sum REAL NOT NULL, ttft_n INTEGER NOT NULL,
+            PRIMARY KEY (ts, provider, model)) WITHOUT ROWID"""
+        for g in ("hour", "day")
+    ),
+    *(
+        f"""CREATE TABLE IF NOT EXISTS rollup_latency_{g} (
+            ts INTEGER NOT NULL, metric TEXT NOT NULL, hb INTEGER NOT NULL, n INTEGER NOT NULL,
+            PRIMARY KEY (ts, metric, hb)) WITHOUT ROWID"""
+        for g in ("hour", "day")
+    ),
+    *(
+        f"""CREATE TABLE IF NOT EXISTS rollup_latency_models_{g} (
+            ts INTEGER NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, metric TEXT NOT NULL,
+            hb INTEGER NOT NULL, n INTEGER NOT NULL,
+            PRIMARY KEY (ts, provider, model, metric, hb)) WITHOUT ROWID"""
+        for g in ("hour", "day")
+    ),
+    *(
+        f"""CREATE TABLE IF NOT EXISTS rollup_dims_{g} (
+            ts INTEGER NOT NULL, dim TEXT NOT NULL, value TEXT NOT NULL,
+            requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL, total_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,
+            PRIMARY KEY (dim, ts, value)) WITHOUT ROWID"""
+        for g in ("hour", "day")
+    ),
+    *(
+        f"""CREATE TABLE IF NOT EXISTS rollup_quantiles_{g} (
+            ts INTEGER NOT NULL, metric TEXT NOT NULL, p50 REAL, p95 REAL,
+            PRIMARY KEY (ts, metric)) WITHOUT ROWID"""
+        for g in ("hour", "day")
+    ),
+    # Errors are rare: a partial index finds the latest ones (and the "errors only" request list) without a scan,
+    # and costs ingest only for failed calls.
+    f"CREATE INDEX IF NOT EXISTS idx_calls_errors ON {CALLS}(started_at) WHERE ok = 0",
+)
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    """Dashboard roll-ups and the partial index of failed calls. Filled later, in chunks, by the dashboard.
+
+    ``IF NOT EXISTS``: databases written by 0.x development builds created these tables on first dashboard use.
+    """
+    for sql in ROLLUP_DDL:
+        db.conn.execute(sql)
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

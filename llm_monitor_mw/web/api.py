@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ..store.analytics import Analytics
 from ..store.queries import Filters
 from .params import ParamError, iso, parse_choice, parse_int, parse_time
 
@@ -74,6 +75,7 @@ def bad_request(exc: ParamError) -> JSONResponse:
 def routes(monitor: Monitor) -> list[Route]:
     """The API routes, bound to ``monitor``'s queries."""
     queries = monitor.queries
+    analytics = Analytics(monitor.db)
 
     async def list_requests(request: Request) -> JSONResponse:
         try:
@@ -99,7 +101,7 @@ def routes(monitor: Monitor) -> list[Route]:
             filters = _filters(request)
         except ParamError as exc:
             return bad_request(exc)
-        data = queries.summary(filters)
+        data = analytics.summary(filters)
         data["since"] = iso(filters.since)
         data["until"] = iso(filters.until)
         return JSONResponse(data)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from llm_monitor_mw import Monitor
 from llm_monitor_mw.record import CallRecord
+from tests.seed import insert
 
 # provider, model, USD per 1M input/output tokens, median latency ms, share of traffic
 MODELS = [
@@ -162,7 +163,4 @@ def records(n: int, *, now: float, days: float = 7.0, seed: int = 7) -> Iterator
 
 def seed(monitor: Monitor, n: int, *, now: float, days: float = 7.0) -> None:
     """Write ``n`` synthetic calls into ``monitor`` (bypassing capture) and wait until they are on disk."""
-    monitor.writer.prepare = lambda r: r  # type: ignore[method-assign]
-    for record in records(n, now=now, days=days):
-        monitor.writer.submit(record)
-    assert monitor.flush(60), "the writer did not flush in time"
+    insert(monitor, records(n, now=now, days=days))

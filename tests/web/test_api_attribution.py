@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from llm_monitor_mw import Monitor
 from llm_monitor_mw.record import CallRecord
+from tests.seed import insert
 
 T0 = 1_780_000_000.0
 PREFIX = "/monitoring"
@@ -53,10 +54,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     monitor = Monitor(Path(tmp_path_factory.mktemp("api_attr")) / "api.db")
-    monitor.writer.prepare = lambda r: r  # seed CallRecords directly
-    for row in ROWS:
-        monitor.writer.submit(row)
-    assert monitor.flush(10)
+    insert(monitor, ROWS)
     host = Starlette(routes=[Mount(PREFIX, app=monitor.asgi_app())])
     with TestClient(host, base_url="http://test") as c:
         yield c

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
@@ -72,6 +73,7 @@ def fmt_pct(value: float | None, digits: int = 1) -> str:
     return f"{pct:.{digits}f}%"
 
 
+@lru_cache(maxsize=8192)  # every chart labels the same bucket starts
 def fmt_time(ts: float | None, step: int = 1) -> str:
     """A Unix time in UTC at the precision ``step`` (seconds) calls for."""
     if ts is None:

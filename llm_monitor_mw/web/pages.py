@@ -555,7 +555,8 @@ class Pages:
         }
 
     def _overview_regions(self) -> dict[str, Region]:
-        return {"kpis": self._overview_kpis, "charts": self._overview_charts, "top": self._overview_top}
+        # charts first: the KPIs and top lists then reuse the series' report instead of querying again
+        return {"charts": self._overview_charts, "kpis": self._overview_kpis, "top": self._overview_top}
 
     def overview(self, request: Request, region: str | None = None) -> Response:
         return self._page(request, "overview", self._overview_regions(), region)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import instrument
 from .capture.pending import CaptureOptions, PendingCall
@@ -17,7 +17,12 @@ from .pricing import Pricer
 from .record import CallRecord
 from .store import Database, Writer
 from .store.queries import Queries
+from .store.retention import Retention
 from .web.auth import Auth
+
+if TYPE_CHECKING:
+    from .alerts import AlertManager
+    from .otel import OTelExporter
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -41,6 +46,8 @@ class Monitor:
         max_queue: records waiting for the writer before new ones are dropped (and counted).
         batch_size, flush_interval: how the writer batches inserts.
         max_body_bytes: larger non-streamed response bodies are passed through but not parsed.
+        retention_days: delete calls older than this many days (and their roll-up rows) on a background thread,
+            shortly after start and then hourly, in short transactions; ``None`` keeps everything.
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class Monitor:
         batch_size: int = 1000,
         flush_interval: float = 0.25,
         max_body_bytes: int = 16 * 1024 * 1024,
+        retention_days: float | None = None,
     ) -> None:
         if content_limit < 0 or max_queue < 1 or batch_size < 1 or flush_interval <= 0 or max_body_bytes < 0:
             raise ValueError("content_limit, max_queue, batch_size, flush_interval and max_body_bytes must be positive")
@@ -75,6 +83,9 @@ class Monitor:
             self.db, self._prepare, max_queue=max_queue, batch_size=batch_size, interval=flush_interval
         )
         self.queries = Queries(self.db)
+        self.retention = Retention(self.db, retention_days) if retention_days is not None else None
+        if self.retention is not None:
+            self.retention.start()
         self._capturer = Capturer(
             Registry(dict(hosts or {}), frozenset(ignore_hosts)),
             self.writer.submit,
@@ -84,6 +95,8 @@ class Monitor:
         )
         self._instrumented = False
         self._listeners: list[Callable[[CallRecord], None]] = []
+        self._otel: OTelExporter | None = None
+        self._alerts: AlertManager | None = None
 
     # ---- capture -------------------------------------------------------------------------------------------
 
@@ -124,6 +137,10 @@ class Monitor:
     def close(self) -> None:
         """Flush and stop the writer thread; also undoes :meth:`instrument_httpx`."""
         self.uninstrument_httpx()
+        if self._alerts is not None:
+            self._alerts.close()
+        if self.retention is not None:
+            self.retention.stop()
         self.writer.close()
 
     def stats(self) -> dict[str, Any]:
@@ -151,6 +168,25 @@ class Monitor:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def enable_otel(self, tracer_provider: Any = None, meter_provider: Any = None) -> OTelExporter:
+        """Export every captured call as an OpenTelemetry GenAI client span and GenAI client metrics.
+
+        Needs ``pip install "llm-monitor-mw[otel]"``. ``tracer_provider``/``meter_provider`` default to the global
+        ones. Each span is a child of the span that was current where the request was made. Calling it again
+        replaces the previous exporter. See :class:`llm_monitor_mw.otel.OTelExporter`.
+        """
+        from .otel import OTelExporter
+
+        self.disable_otel()
+        self._otel = OTelExporter(self, tracer_provider, meter_provider)
+        return self._otel
+
+    def disable_otel(self) -> None:
+        """Stop exporting to OpenTelemetry (no error if it was not enabled)."""
+        if self._otel is not None:
+            self._otel.close()
+            self._otel = None
+
     def _prepare(self, pending: PendingCall) -> CallRecord:
         record = pending.to_record(self.options)
         try:
@@ -168,26 +204,56 @@ class Monitor:
     def _count_error(self, exc: BaseException) -> None:
         self.internal_errors += 1
 
+    # ---- alerts and budgets -------------------------------------------------------------------------------
+
+    @property
+    def alerts(self) -> AlertManager:
+        """Alert rules, budgets and notification channels (created on first use; nothing runs until
+        ``monitor.alerts.start()``, except hard budgets, which guard the transport once added).
+        See :class:`llm_monitor_mw.alerts.AlertManager`."""
+        if self._alerts is None:
+            from .alerts import AlertManager
+
+            self._alerts = AlertManager(self)
+        return self._alerts
+
+    def budget_exceeded(self, scope: Mapping[str, str] | None = None) -> bool:
+        """Whether a call with these attributes (``{"user": "alice"}``, ``{"tag": "customer:acme"}``…) is over a
+        budget that covers it; ``None``: the budgets over all calls. ``False`` when no budget is configured."""
+        return self._alerts is not None and self._alerts.budget_exceeded(scope)
+
     # ---- web -----------------------------------------------------------------------------------------------
 
-    def asgi_app(self, auth: Auth | None = None) -> Any:
-        """The monitoring app (dashboard, JSON API, static files) as an ASGI app; mount it at any prefix:
-        ``app.mount("/monitoring", monitor.asgi_app(auth=BasicAuth("admin", password)))``.
+    def asgi_app(
+        self, auth: Auth | None = None, *, metrics_token: str | None = None, health_checks: Sequence[str] = ()
+    ) -> Any:
+        """The monitoring app (dashboard, JSON API, static files, ``/metrics``, ``/health``) as an ASGI app; mount
+        it at any prefix: ``app.mount("/monitoring", monitor.asgi_app(auth=BasicAuth("admin", password)))``.
 
         ``auth`` guards every route: :class:`BasicAuth`, :class:`Constraint`, or any object with an async
         ``check(request)`` returning ``None`` (allow) or a response. Without it the app is open (a warning is
-        logged once).
+        logged once). ``metrics_token`` additionally lets ``Authorization: Bearer <token>`` (a Prometheus scraper,
+        a load balancer) reach ``GET /metrics`` and ``GET /health`` only. ``health_checks``: provider URLs that
+        ``/health`` checks for reachability (opt-in; 2 s timeout each).
         """
         from .web.app import create_app
 
-        return create_app(self, auth)
+        return create_app(self, auth, metrics_token=metrics_token, health_checks=health_checks)
 
-    def wsgi_app(self, auth: Auth | None = None) -> Any:
+    def wsgi_app(
+        self, auth: Auth | None = None, *, metrics_token: str | None = None, health_checks: Sequence[str] = ()
+    ) -> Any:
         """The monitoring app for WSGI hosts (Flask):
-        ``DispatcherMiddleware(flask_app.wsgi_app, {"/monitoring": monitor.wsgi_app(auth=...)})``."""
+        ``DispatcherMiddleware(flask_app.wsgi_app, {"/monitoring": monitor.wsgi_app(auth=...)})``.
+        Arguments as for :meth:`asgi_app`."""
+        from .web.bearer import validate_token
+        from .web.health import validate_urls
         from .web.wsgi import LazyWSGIApp
 
-        return LazyWSGIApp(lambda: self.asgi_app(auth))
+        if metrics_token is not None:
+            validate_token(metrics_token)  # fail here, not at the first request
+        validate_urls(health_checks)
+        return LazyWSGIApp(lambda: self.asgi_app(auth, metrics_token=metrics_token, health_checks=health_checks))
 
     @property
     def asgi_middleware(self) -> Any:

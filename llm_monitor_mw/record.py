@@ -58,6 +58,9 @@ class CallRecord:
     inbound_request_id: str | None = None
     request_content: str | None = None
     response_content: str | None = None
+    trace_context: Any = field(default=None, repr=False, compare=False)
+    """Opaque tracing context of the caller when the call started (set by an exporter's gate, e.g. OpenTelemetry's
+    ``Context``), for listeners that parent spans under it. Never stored and left out of :meth:`to_dict`."""
 
     @property
     def ok(self) -> bool:
@@ -71,10 +74,11 @@ class CallRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain dict (plus ``model``)."""
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, trace_context=None))
+        del data["trace_context"]
         data["model"] = self.model
         data["ok"] = self.ok
         return data
 
 
-RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord) if f.name != "trace_context")

@@ -101,6 +101,7 @@ class PendingCall:
     note: str | None = None
     problem: str | None = None
     done = False
+    trace_context: Any = None  # set by a tracing gate (e.g. OpenTelemetry's) on the caller's thread; else unused
 
     def __init__(
         self,
@@ -257,6 +258,7 @@ class PendingCall:
             status_code=self.status,
             tags=self.tags,
             response_bytes=self.nbytes if self.status is not None else None,
+            trace_context=self.trace_context,
         )
         self._attribute(record)
         end = self.end_at or perf_counter()

@@ -128,7 +128,29 @@ def _v3(db: sqlite_utils.Database) -> None:
         db.conn.execute(sql)
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
+# Cumulative, never-pruned counters behind /metrics (see store/counters.py, which fills them by row id).
+COUNTER_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens")
+COUNTER_DDL = (
+    "CREATE TABLE IF NOT EXISTS counters_state (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID",
+    f"""CREATE TABLE IF NOT EXISTS counter_totals (
+        provider TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL,
+        requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+        {", ".join(f"{c} INTEGER NOT NULL" for c in COUNTER_TOKEN_COLUMNS)}, cost_usd REAL NOT NULL,
+        PRIMARY KEY (provider, model, status)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS counter_latency (
+        provider TEXT NOT NULL, model TEXT NOT NULL, metric TEXT NOT NULL, bucket INTEGER NOT NULL,
+        n INTEGER NOT NULL, sum_ms REAL NOT NULL,
+        PRIMARY KEY (provider, model, metric, bucket)) WITHOUT ROWID""",
+)
+
+
+def _v4(db: sqlite_utils.Database) -> None:
+    """Prometheus counters: totals and latency histograms per provider/model since the database was created."""
+    for sql in COUNTER_DDL:
+        db.conn.execute(sql)
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

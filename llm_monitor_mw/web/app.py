@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, pages
+from . import alerts, api, pages
 from .auth import Auth, AuthMiddleware
+from .bearer import BearerTokenGate
 from .csrf import CSRFMiddleware
+from .health import health_endpoint
+from .metrics import metrics_endpoint
 from .resources import resource_dir
 from .templating import create_environment
 
@@ -70,12 +74,22 @@ def _warn_open_once() -> None:
         )
 
 
-def create_app(monitor: Monitor, auth: Auth | None = None) -> ASGIApp:
+def create_app(
+    monitor: Monitor,
+    auth: Auth | None = None,
+    *,
+    metrics_token: str | None = None,
+    health_checks: Sequence[str] = (),
+) -> ASGIApp:
     """The app that ``Monitor.asgi_app()`` returns: routes inside CSRF, auth and security-header layers.
 
     Security headers are outermost so that even a 401 carries them; auth wraps everything, static files too.
+    ``metrics_token`` lets ``Authorization: Bearer <token>`` reach ``/metrics`` and ``/health`` (only those
+    handlers) without ``auth``; ``health_checks`` are provider URLs ``/health`` checks for reachability.
     """
     env = create_environment()
+    metrics = metrics_endpoint(monitor)
+    health = health_endpoint(monitor, health_checks)
 
     async def http_error(request: Request, exc: Any) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -88,7 +102,10 @@ def create_app(monitor: Monitor, auth: Auth | None = None) -> ASGIApp:
     app = Starlette(
         routes=[
             *pages.routes(monitor, env),
+            *alerts.routes(monitor, env),
             *api.routes(monitor),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=str(resource_dir("static"))), name="static"),
         ],
         exception_handlers={HTTPException: http_error, 500: server_error},
@@ -98,4 +115,7 @@ def create_app(monitor: Monitor, auth: Auth | None = None) -> ASGIApp:
         _warn_open_once()
     else:
         wrapped = AuthMiddleware(wrapped, auth)
+    if metrics_token is not None:
+        granted = {"/metrics": request_response(metrics), "/health": request_response(health)}
+        wrapped = BearerTokenGate(wrapped, metrics_token, granted)
     return SecurityHeaders(wrapped)

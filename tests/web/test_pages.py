@@ -121,6 +121,8 @@ def seed_records() -> list[CallRecord]:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
+    global NOW
+    NOW = time.time()  # not the import time: the suite may run for minutes before this module's tests do
     monitor = Monitor(tmp_path_factory.mktemp("pages") / "pages.db")
     seed(monitor, seed_records())
     yield monitor

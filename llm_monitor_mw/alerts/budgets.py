@@ -1,0 +1,340 @@
+"""Spend per budget, fast enough for the transport, and the hard limit that refuses calls.
+
+Spend = what the database says (every process's written calls) + what this process has priced but not written
+yet. :class:`SpendTracker` re-reads the database only when it changed — SQLite's ``PRAGMA data_version`` tells, for
+a few microseconds, whether any other connection committed since this thread last looked — and then only the rows
+added since its last read (by row id). It adds the records the monitor's listener hands it on the writer thread; a
+record counts locally until a database read that must include it: each is stamped with the writer's ``written``
+counter when it is seen, and dropped once the counter had moved past it before a read (so it may be counted twice
+for a moment, never not at all).
+
+:class:`BudgetGate` runs inside the transport, on the caller's thread, before an LLM request leaves the process.
+Near a limit it first has this process's finished calls written, so that the overshoot stays at about the calls
+already in flight (see the README).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ..capture.pending import _MODEL_RE, SCAN_BYTES, PendingCall
+from ..capture.transport import CallRefused
+from ..record import CallRecord
+from .rules import Budget, describe_scope, period_bounds
+from .store import AlertStore
+
+PRECISE_FROM = 0.8
+"""From this fraction of a hard limit on, the gate has this process's finished calls written before every call."""
+UNWRITTEN_SHARE = 0.1
+"""Below :data:`PRECISE_FROM`, the gate has them written once their spend (calls still in flight counted at the
+most expensive call seen) reaches this share of what is left of the budget, so other processes see it in time."""
+FLUSH_WAIT = 1.0
+"""Longest the gate waits for the writer (near a limit only)."""
+
+_NO_MATCH = object()
+
+
+class BudgetExceeded(CallRefused):
+    """Raised by the transport instead of sending a call that a hard :class:`Budget` refuses.
+
+    It is not an ``httpx`` error. ``openai`` >= 3 lets it propagate as it is; ``openai`` 2.x and ``anthropic``
+    retry it ``max_retries`` times and then raise their ``APIConnectionError`` with this exception as
+    ``__cause__``. Every retry is refused here the same way, so none of them reaches the network.
+
+    Attributes: ``budget`` (the :class:`Budget`), ``spent`` and ``limit`` (USD), ``period``, ``value`` (the user,
+    model, … of a per-value budget, else ``None``) and ``resets_at`` (Unix seconds).
+    """
+
+    def __init__(self, budget: Budget, spent: float, value: str | None, resets_at: float) -> None:
+        self.budget = budget
+        self.spent = spent
+        self.limit = budget.limit_usd
+        self.period = budget.period
+        self.value = value
+        self.resets_at = resets_at
+        reset = datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        scope = describe_scope(budget.scope_for(value))
+        super().__init__(
+            f"LLM call refused: budget {budget.name!r} ({scope}) has spent ${spent:.6g} of its ${budget.limit_usd:.6g}"
+            f" per {budget.period}; it resets at {reset}"
+        )
+
+
+# ---- which calls a budget covers --------------------------------------------------------------------------------
+
+
+def requested_model(pending: PendingCall) -> str | None:
+    """The model a request asks for: from its path (Gemini, Azure) or a bounded scan of both ends of its body."""
+    if pending.route.path_model:
+        return pending.route.path_model
+    body = pending.req_body
+    if not body:
+        return None
+    for window in (body,) if len(body) <= 2 * SCAN_BYTES else (body[:SCAN_BYTES], body[-SCAN_BYTES:]):
+        match = _MODEL_RE.search(window)
+        if match:
+            raw = match.group(1)
+            try:
+                return json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
+            except ValueError:
+                return raw.decode("utf-8", "replace")
+    return None
+
+
+class CallView:
+    """A pending call's budget dimensions, each worked out once and only when a budget asks for it."""
+
+    __slots__ = ("_model", "pending")
+
+    def __init__(self, pending: PendingCall) -> None:
+        self.pending = pending
+        self._model: Any = _NO_MATCH
+
+    def get(self, key: str) -> str | None:
+        pending = self.pending
+        if key == "provider":
+            return pending.route.provider
+        if key == "model":
+            if self._model is _NO_MATCH:
+                self._model = requested_model(pending)
+            return self._model
+        if key == "user":
+            user = pending.tags.get("user")
+            if user:
+                return user
+            return pending.inbound.user if pending.inbound is not None else None
+        if key == "route":
+            return pending.inbound.route if pending.inbound is not None else None
+        if key.startswith("tag:"):
+            return pending.tags.get(key[4:])
+        raise KeyError(key)
+
+
+def _record_get(record: CallRecord, key: str) -> str | None:
+    if key == "model":
+        return record.request_model or record.model
+    if key.startswith("tag:"):
+        return record.tags.get(key[4:]) if record.tags else None
+    return getattr(record, key)
+
+
+def _dimension(key: str, value: str) -> tuple[str, str]:
+    """A scope entry as (dimension, wanted value): tags become ``("tag:key", value)``."""
+    if key == "tag":
+        tag_key, _, tag_value = value.partition(":")
+        return f"tag:{tag_key}", tag_value
+    return key, value
+
+
+class Coverage:
+    """Which calls a budget counts, and under which value of its group."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.fixed = [_dimension(k, v) for k, v in budget.fixed_scope.items()]
+        self.group = budget.group
+
+    def of_call(self, call: CallView) -> Any:
+        """The group value (``None`` for a budget without group) a pending call counts under, or ``_NO_MATCH``."""
+        for dim, want in self.fixed:
+            if call.get(dim) != want:
+                return _NO_MATCH
+        if self.group is None:
+            return None
+        value = call.get(self.group)
+        return _NO_MATCH if value is None else value
+
+    def of_record(self, record: CallRecord) -> Any:
+        """The same for a finished, priced record."""
+        for dim, want in self.fixed:
+            if dim == "model":
+                if want != record.model and want != record.request_model:
+                    return _NO_MATCH
+            elif _record_get(record, dim) != want:
+                return _NO_MATCH
+        if self.group is None:
+            return None
+        value = _record_get(record, self.group)
+        return _NO_MATCH if value is None else value
+
+    def of_scope(self, scope: Mapping[str, str]) -> Any:
+        """The same for ``budget_exceeded(scope)``: the budget applies when the scope names every dimension it
+        needs with the wanted value."""
+        given = dict(_dimension(k, v) for k, v in scope.items())
+        for dim, want in self.fixed:
+            if given.get(dim) != want:
+                return _NO_MATCH
+        if self.group is None:
+            return None
+        value = given.get(self.group)
+        return _NO_MATCH if value is None else value
+
+
+# ---- spend --------------------------------------------------------------------------------------------------------
+
+
+class SpendTracker:
+    """One budget's spend in the current period, per group value (one total under ``None`` without group)."""
+
+    def __init__(self, budget: Budget, store: AlertStore, written: Callable[[], int]) -> None:
+        self.budget = budget
+        self.coverage = Coverage(budget)
+        self.store = store
+        self._written = written
+        self._lock = threading.Lock()  # guards the figures below (the writer thread adds to them)
+        self._refreshing = threading.Lock()  # one database read at a time
+        self._seen = threading.local()  # the data_version this thread's connection last reported
+        self._period: tuple[float, float] | None = None
+        self._db: dict[str | None, float] = {}
+        self._last_id = 0
+        self._local: dict[str | None, float] = {}
+        # (writer's written counter when seen, value, cost, started_at) of records the database may not have yet
+        self._entries: deque[tuple[int, str | None, float, float]] = deque()
+        self._pid = os.getpid()
+
+    # -- writer thread --
+
+    def add(self, record: CallRecord) -> None:
+        """Count a priced record of this process until the database has it (called by the monitor's listener)."""
+        cost = record.cost_usd
+        if not cost:
+            return
+        value = self.coverage.of_record(record)
+        if value is _NO_MATCH:
+            return
+        stamp = self._written()
+        with self._lock:
+            period = self._period
+            if period is not None and not period[0] <= record.started_at < period[1]:
+                return  # another period: the database read of that period will have it
+            self._entries.append((stamp, value, cost, record.started_at))
+            self._local[value] = self._local.get(value, 0.0) + cost
+
+    # -- readers --
+
+    def spent(self, value: str | None = None, *, now: float | None = None, reread: bool = False) -> float:
+        """Spend under ``value`` in the period containing ``now`` (``reread``: read the database even if unchanged)."""
+        self._update(now, reread)
+        with self._lock:
+            return self._db.get(value, 0.0) + self._local.get(value, 0.0)
+
+    def totals(self, *, now: float | None = None, reread: bool = False) -> dict[str | None, float]:
+        """Spend per value in the period containing ``now``."""
+        self._update(now, reread)
+        with self._lock:
+            out = dict(self._db)
+            for value, amount in self._local.items():
+                out[value] = out.get(value, 0.0) + amount
+            return out
+
+    def unwritten(self, value: str | None = None) -> float:
+        """This process's spend under ``value`` that the last database read did not include."""
+        with self._lock:
+            return self._local.get(value, 0.0)
+
+    def period(self, now: float | None = None) -> tuple[float, float]:
+        """Start and end of the budget's period containing ``now``."""
+        return period_bounds(self.budget.period, time.time() if now is None else now)
+
+    def _update(self, now: float | None, reread: bool) -> None:
+        bounds = self.period(now)
+        if os.getpid() != self._pid:  # forked: the parent's unwritten records are not ours to count
+            with self._lock:
+                self._pid = os.getpid()
+                self._entries.clear()
+                self._local.clear()
+                self._period = None
+        version = self.store.data_version()
+        if not reread and bounds == self._period and version == getattr(self._seen, "version", None):
+            return
+        with self._refreshing:
+            self._refresh(bounds)
+        self._seen.version = version  # read before the refresh: a commit after it shows up at the next call
+
+    def _refresh(self, bounds: tuple[float, float]) -> None:
+        stamp = self._written()  # records written before this point are in the read below
+        top = self.store.max_call_id()
+        fresh = bounds != self._period
+        after = 0 if fresh else self._last_id
+        rows = {}
+        if top > after:
+            rows = self.store.spend(self.budget.fixed_scope, self.budget.group, bounds[0], bounds[1], after, top)
+        with self._lock:
+            entries = self._entries
+            if fresh:
+                self._db = rows
+                self._period = bounds
+                entries = self._entries = deque(e for e in entries if bounds[0] <= e[3] < bounds[1])
+            else:
+                for value, amount in rows.items():
+                    self._db[value] = self._db.get(value, 0.0) + amount
+            self._last_id = top
+            while entries and entries[0][0] < stamp:  # in stamp order: one writer thread appends them
+                entries.popleft()
+            local: dict[str | None, float] = {}
+            for _, value, cost, _ in entries:
+                local[value] = local.get(value, 0.0) + cost
+            self._local = local
+
+
+# ---- enforcement ----------------------------------------------------------------------------------------------
+
+
+class BudgetGate:
+    """A transport gate (``Capturer.gates``) that raises :class:`BudgetExceeded` for calls over a hard budget.
+
+    Cheap while spend is well below every limit: ``PRAGMA data_version`` and a dict lookup per hard budget, plus a
+    read of the new rows when another connection committed. It waits (at most :data:`FLUSH_WAIT`) for the writer
+    to write this process's finished calls first when spend is at :data:`PRECISE_FROM` of a limit or more, or when
+    this process's spend the database does not have yet reaches :data:`UNWRITTEN_SHARE` of what is left.
+    """
+
+    def __init__(self, trackers: Callable[[], Iterable[SpendTracker]], flush: Callable[[float], bool]) -> None:
+        self._trackers = trackers
+        self._flush = flush
+        self._started = itertools.count()
+        self.listened = 0
+        self.max_cost: float | None = None
+        self.refused = 0
+
+    def observe(self, record: CallRecord) -> None:
+        """Count a priced record (monitor listener, writer thread)."""
+        self.listened += 1
+        cost = record.cost_usd
+        if cost is not None and (self.max_cost is None or cost > self.max_cost):
+            self.max_cost = cost
+
+    def __call__(self, pending: PendingCall) -> None:
+        unpriced = max(0, next(self._started) - self.listened)  # this process's calls in flight or queued
+        call = CallView(pending)
+        for tracker in self._trackers():
+            budget = tracker.budget
+            if not budget.hard:
+                continue
+            value = tracker.coverage.of_call(call)
+            if value is _NO_MATCH:
+                continue
+            limit = budget.limit_usd
+            spent = tracker.spent(value)
+            if spent < limit and self._near(tracker, value, spent, unpriced):
+                self._flush(FLUSH_WAIT)
+                spent = tracker.spent(value, reread=True)
+            if spent >= limit:
+                self.refused += 1
+                raise BudgetExceeded(budget, spent, value, tracker.period()[1])
+
+    def _near(self, tracker: SpendTracker, value: str | None, spent: float, unpriced: int) -> bool:
+        limit = tracker.budget.limit_usd
+        if spent >= PRECISE_FROM * limit:
+            return True
+        if unpriced and self.max_cost is None:
+            return True  # nothing priced yet: no idea what a call costs
+        unwritten = tracker.unwritten(value) + unpriced * (self.max_cost or 0.0)
+        return unwritten > 0 and unwritten >= UNWRITTEN_SHARE * (limit - spent)

@@ -1,0 +1,217 @@
+"""The data commands of ``llm-monitor``: ``prune``, ``backup``, ``export``, ``check`` and ``demo``.
+
+Each takes the parsed arguments, does its job through ``store``, prints a short report and returns the exit
+status. Problems the user can fix raise :class:`UsageError` or
+:class:`~llm_monitor_mw.store.dbfile.DatabaseFileError`; ``main`` turns them into one line and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from ..store.backup import backup as backup_db
+from ..store.database import Database
+from ..store.dbfile import health, iso, open_existing
+from ..store.export import Format
+from ..store.export import export as export_db
+from ..store.queries import Filters
+from ..store.retention import prune as prune_db
+from ..store.retention import vacuum
+from .errors import UsageError
+from .timespec import format_duration
+
+
+def size(n: int) -> str:
+    """Bytes for people: ``1536`` -> ``1.5 KiB``."""
+    if n < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """``2026-01-31T12:00:00.000Z (3 min ago)``, or ``never``."""
+    if ts is None:
+        return "never"
+    seconds = max(0.0, (time.time() if now is None else now) - ts)
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{iso(ts)} ({seconds / length:.0f} {unit} ago)"
+    return f"{iso(ts)} ({seconds:.0f} s ago)"
+
+
+# ---- prune ------------------------------------------------------------------------------------------------------
+
+
+def prune(args: argparse.Namespace) -> int:
+    """Delete calls older than ``--older-than`` (and their roll-up buckets); optionally VACUUM."""
+    open_existing(args.db).close()
+    db = Database(args.db)
+    try:
+        before = time.time() - args.older_than
+        result = prune_db(db, before, batch_size=args.batch_size, dry_run=args.dry_run)
+        what = f"calls that started before {iso(before)} (older than {format_duration(args.older_than)})"
+        if args.dry_run:
+            print(f"dry run: would delete {result.calls:,} {what} and {result.rollup_rows:,} roll-up rows")
+            return 0
+        print(
+            f"deleted {result.calls:,} {what} and {result.rollup_rows:,} roll-up rows"
+            f" in {result.seconds:.1f} s ({result.transactions:,} transactions,"
+            f" longest write lock {result.longest_lock_s * 1000:.0f} ms)"
+        )
+        if args.vacuum:
+            was = Path(args.db).stat().st_size
+            started = time.perf_counter()
+            vacuum(db)
+            now = Path(args.db).stat().st_size
+            print(f"vacuumed in {time.perf_counter() - started:.1f} s: {size(was)} -> {size(now)}")
+        return 0
+    finally:
+        db.close()
+
+
+# ---- backup -----------------------------------------------------------------------------------------------------
+
+
+def backup(args: argparse.Namespace) -> int:
+    """Copy the database consistently while apps may be writing to it."""
+    try:
+        result = backup_db(args.db, args.dest, overwrite=args.force)
+    except (FileExistsError, FileNotFoundError, IsADirectoryError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"backed up {args.db} to {result.dest}: {result.calls:,} calls, {size(result.bytes)}"
+        f" in {result.seconds:.1f} s (quick_check ok)"
+    )
+    return 0
+
+
+# ---- export -----------------------------------------------------------------------------------------------------
+
+
+def export_format(args: argparse.Namespace) -> Format:
+    """``--format``, else from the output file's extension (``.jsonl``/``.ndjson`` -> jsonl), else csv."""
+    if args.format:
+        return args.format
+    if args.output not in ("-", None) and Path(args.output).suffix.lower() in (".jsonl", ".ndjson"):
+        return "jsonl"
+    return "csv"
+
+
+def export_filters(args: argparse.Namespace) -> Filters:
+    """The ``Filters`` named by ``--since``, ``--until``, ``--provider``, ``--model``, ``--status``, … ."""
+    tag = None
+    if args.tag:
+        key, sep, value = args.tag.partition(":")
+        if not sep or not key:
+            raise UsageError(f"--tag {args.tag!r}: use key:value, e.g. --tag feature:chat")
+        tag = (key, value)
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise UsageError("--since must be before --until")
+    return Filters(
+        since=args.since,
+        until=args.until,
+        provider=args.provider,
+        model=args.model,
+        ok=None if args.status is None else args.status == "ok",
+        route=args.route,
+        user=args.user,
+        tag=tag,
+    )
+
+
+@contextlib.contextmanager
+def _output(path: str) -> Iterator[TextIO]:
+    """stdout for ``-``; else a temporary file beside ``path``, renamed into place only when complete."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UsageError(f"{target.parent}: no such directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            yield out
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def export(args: argparse.Namespace) -> int:
+    """Stream the matching calls as CSV or JSON Lines to a file or stdout."""
+    fmt = export_format(args)
+    filters = export_filters(args)
+    open_existing(args.db).close()  # a bad database must not leave an output file behind
+    with _output(args.output) as out:
+        count = export_db(args.db, out, fmt, filters, content=args.content)
+    where = "stdout" if args.output == "-" else args.output
+    print(f"exported {count:,} calls as {fmt} to {where}", file=sys.stderr)
+    return 0
+
+
+# ---- check ------------------------------------------------------------------------------------------------------
+
+
+def check(args: argparse.Namespace) -> int:
+    """Print the database's health; status 2 when the integrity check fails."""
+    report = health(args.db)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        version = f"{report.schema_version}"
+        if report.schema_version < report.current_schema:
+            version += f" (this package writes {report.current_schema}; upgraded when an app opens the file)"
+        integrity = "ok (quick_check)" if report.healthy else "FAILED: " + "; ".join(report.integrity)
+        for label, value in (
+            ("file", report.path),
+            ("status", "healthy" if report.healthy else "UNHEALTHY"),
+            ("schema version", version),
+            ("calls", f"{report.calls:,}"),
+            ("first call", ago(report.first_call_at)),
+            ("last call", ago(report.last_call_at)),
+            ("size", f"{size(report.size_bytes)} ({size(report.free_bytes)} free pages)"),
+            ("WAL", f"{size(report.wal_bytes)} (journal mode {report.journal_mode})"),
+            ("integrity", integrity),
+        ):
+            print(f"{label + ':':<16}{value}")
+    if not report.healthy:
+        print(f"llm-monitor: error: {args.db}: integrity check failed", file=sys.stderr)
+        return 2
+    return 0
+
+
+# ---- demo -------------------------------------------------------------------------------------------------------
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Run the bundled demo (:mod:`llm_monitor_mw.demo`) with the remaining arguments."""
+    try:
+        from .. import demo as demo_app
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"the demo needs {exc.name!r}, which is not installed: pip install 'llm-monitor-mw[demo]'"
+        ) from None
+    program = sys.argv[0]
+    sys.argv[0] = "llm-monitor demo"  # the demo's own parser names itself after argv[0] in --help and errors
+    try:
+        demo_app.main(args.passthrough)
+    finally:
+        sys.argv[0] = program
+    return 0

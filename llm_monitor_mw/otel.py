@@ -1,0 +1,302 @@
+"""OpenTelemetry export: each captured call as a GenAI client span, plus the GenAI client metrics.
+
+Follows the OpenTelemetry GenAI semantic conventions in their current form (``gen_ai.provider.name``, which
+replaced ``gen_ai.system`` in semantic-conventions v1.37; the client metrics ``gen_ai.client.token.usage``,
+``gen_ai.client.operation.duration`` and ``gen_ai.client.operation.time_to_first_chunk`` with their advised bucket
+boundaries). Our own facts (cost, attribution, tags, ids) go under the ``llm_monitor.`` prefix.
+
+Nothing is added to the caller's path but one gate that keeps a reference to the caller's current OpenTelemetry
+``Context`` (a context-variable read); spans and metric points are built later on the monitor's writer thread,
+with the call's real start and end times, as a child of the span that was current when the request was made.
+
+Install with ``pip install "llm-monitor-mw[otel]"``; importing :mod:`llm_monitor_mw` alone never imports
+OpenTelemetry.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as exc:
+    raise ImportError(
+        'llm_monitor_mw\'s OpenTelemetry export needs the OpenTelemetry API and SDK: pip install "llm-monitor-mw[otel]"'
+    ) from exc
+
+from ._version import __version__
+from .capture.providers import FAMILIES, PROVIDER_BY_HOST, PROVIDER_BY_HOST_SUFFIX, PROVIDER_BY_PORT
+from .record import CallRecord
+
+if TYPE_CHECKING:
+    from .capture.pending import PendingCall
+    from .monitor import Monitor
+
+__all__ = [
+    "COST_METRIC",
+    "DURATION_BUCKETS",
+    "DURATION_METRIC",
+    "PREFIX",
+    "SCOPE",
+    "TOKEN_BUCKETS",
+    "TOKEN_METRIC",
+    "TTFC_METRIC",
+    "OTelExporter",
+    "provider_name",
+    "server_port",
+]
+
+logger = logging.getLogger("llm_monitor_mw")
+
+SCOPE = "llm_monitor_mw"
+"""Instrumentation scope name of the tracer and the meter."""
+PREFIX = "llm_monitor."
+"""Prefix of the attributes and metrics that are ours rather than the semantic conventions'."""
+
+DURATION_METRIC = "gen_ai.client.operation.duration"
+TOKEN_METRIC = "gen_ai.client.token.usage"  # noqa: S105 - a metric name, not a secret
+TTFC_METRIC = "gen_ai.client.operation.time_to_first_chunk"
+COST_METRIC = "llm_monitor.client.cost"
+
+# The explicit bucket boundaries the GenAI semantic conventions advise.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+"""Seconds; for ``gen_ai.client.operation.duration`` and ``gen_ai.client.operation.time_to_first_chunk``."""
+TOKEN_BUCKETS: tuple[int, ...] = tuple(4**i for i in range(14))
+"""1, 4, 16 … 67108864 tokens; for ``gen_ai.client.token.usage``."""
+
+_MAX_TEXT = 1024  # longest error text put on a span
+
+# Provider names (gen_ai.provider.name) for a wire format spoken by a host we have no name for.
+_FAMILY_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gen_ai", "ollama": "ollama"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _family(method: str, endpoint: str) -> ModuleType | None:
+    """The wire format of a request path, decided as the capture registry decides it."""
+    for family in FAMILIES:
+        if family.operation(method, endpoint) is not None:
+            return family
+    return None
+
+
+def provider_name(record: CallRecord) -> str:
+    """``gen_ai.provider.name`` for a record.
+
+    A provider the capture side named (a known host, or a name given with ``Monitor(hosts=...)``) keeps its name.
+    A host it could not name (recorded as ``host`` or ``host:port``) gets the name of the API it speaks, as the
+    conventions advise ("the instrumentation's best knowledge"): ``openai`` for OpenAI-compatible servers
+    (vLLM, LiteLLM, …), ``anthropic``, ``gcp.gen_ai`` for the Gemini API, ``ollama``.
+    """
+    provider, host = record.provider, record.host
+    if provider != host and not provider.startswith(f"{host}:"):
+        return provider
+    family = _family(record.method, record.endpoint)
+    if family is None:
+        return provider
+    return _FAMILY_PROVIDER.get(family.name, family.name)
+
+
+def server_port(record: CallRecord) -> int | None:
+    """``server.port`` as far as the record tells it, else ``None``.
+
+    Known from an unnamed ``host:port`` provider, from the well-known provider hosts (HTTPS, 443) and from the
+    local servers recognised by their default port (Ollama 11434, LM Studio 1234).
+    """
+    provider, host = record.provider, record.host
+    if provider.startswith(f"{host}:"):
+        tail = provider[len(host) + 1 :]
+        if tail.isdigit():
+            return int(tail)
+    if host in PROVIDER_BY_HOST or any(host.endswith(suffix) for suffix, _ in PROVIDER_BY_HOST_SUFFIX):
+        return 443
+    for port, name in PROVIDER_BY_PORT.items():
+        if provider == name:
+            return port
+    return None
+
+
+def _capture_context(pending: PendingCall) -> None:
+    """Gate run on the caller's thread before the request is sent: remember the caller's OpenTelemetry context."""
+    pending.trace_context = otel_context.get_current()
+
+
+class OTelExporter:
+    """Exports the calls a :class:`~llm_monitor_mw.Monitor` captures to OpenTelemetry; attached on creation.
+
+    Usually made with :meth:`Monitor.enable_otel` and undone with :meth:`Monitor.disable_otel`.
+
+    Args:
+        monitor: the monitor whose calls are exported.
+        tracer_provider: where spans go (default: the global tracer provider).
+        meter_provider: where metrics go (default: the global meter provider).
+
+    Per call (one HTTP attempt; SDK retries are separate spans sharing ``llm_monitor.call_id``), one span named
+    ``"{gen_ai.operation.name} {gen_ai.request.model}"`` of kind ``CLIENT``, and these instruments:
+
+    - ``gen_ai.client.operation.duration`` (histogram, ``s``), every call, with ``error.type`` on failures;
+    - ``gen_ai.client.token.usage`` (histogram, ``{token}``, ``gen_ai.token.type`` = ``input``/``output``), for
+      successful calls whose usage the provider reported;
+    - ``gen_ai.client.operation.time_to_first_chunk`` (histogram, ``s``), streamed calls that received content;
+    - ``llm_monitor.client.cost`` (counter, ``{USD}``), calls whose cost is known.
+
+    Metric attributes are the conventions' low-cardinality set: ``gen_ai.operation.name``,
+    ``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.response.model``, ``server.address``,
+    ``server.port`` (and ``error.type``, ``gen_ai.token.type`` where they apply). Route, user and tags go on spans
+    only.
+    """
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self.monitor = monitor
+        self.errors = 0
+        """Records that could not be exported (logged; also counted in ``monitor.stats()["internal_errors"]``)."""
+        tracer_provider = tracer_provider or trace.get_tracer_provider()
+        meter_provider = meter_provider or metrics.get_meter_provider()
+        self.tracer = tracer_provider.get_tracer(SCOPE, __version__)
+        meter = meter_provider.get_meter(SCOPE, __version__)
+        self.duration = meter.create_histogram(
+            DURATION_METRIC,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.token_usage = meter.create_histogram(
+            TOKEN_METRIC,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            TTFC_METRIC,
+            unit="s",
+            description="Time to receive the first chunk, measured from when the client issues the generation "
+            "request to when the first chunk is received in the response stream.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.cost = meter.create_counter(
+            COST_METRIC, unit="{USD}", description="Cost of LLM calls in US dollars, at the monitor's prices."
+        )
+        self._attached = False
+        self.attach()
+
+    def attach(self) -> None:
+        """Start exporting (done by the constructor; a no-op when attached)."""
+        if self._attached:
+            return
+        capturer = self.monitor._capturer
+        # Replace the list rather than mutate it, so a caller thread iterating the gates never skips or repeats
+        # one. First, so that the context is kept even for a call another gate refuses.
+        capturer.gates = [_capture_context, *capturer.gates]
+        self.monitor.add_listener(self._on_record)
+        self._attached = True
+
+    def close(self) -> None:
+        """Stop exporting. Calls still queued for the writer are not exported (``monitor.flush()`` first if they
+        should be). The providers are left as they are: shutting them down is their owner's job."""
+        if not self._attached:
+            return
+        capturer = self.monitor._capturer
+        capturer.gates = [gate for gate in capturer.gates if gate is not _capture_context]
+        self.monitor.remove_listener(self._on_record)
+        self._attached = False
+
+    def _on_record(self, record: CallRecord) -> None:
+        """The monitor's listener (writer thread): export, and never raise into the writer."""
+        try:
+            self.export(record)
+        except Exception as exc:
+            self.errors += 1
+            self.monitor._count_error(exc)
+            if self.errors == 1:
+                logger.exception("llm_monitor_mw: OpenTelemetry export failed (further failures logged at DEBUG)")
+            else:
+                logger.debug("llm_monitor_mw: OpenTelemetry export failed: %r", exc)
+
+    def export(self, record: CallRecord) -> None:
+        """Emit the span and the metric points of one record."""
+        provider = provider_name(record)
+        port = server_port(record)
+        failed = not record.ok
+        error_type = (record.error_type or "_OTHER") if failed else None
+
+        common: dict[str, Any] = {"gen_ai.operation.name": record.operation, "gen_ai.provider.name": provider}
+        if record.request_model:
+            common["gen_ai.request.model"] = record.request_model
+        if record.response_model:
+            common["gen_ai.response.model"] = record.response_model
+        if record.host:
+            common["server.address"] = record.host
+            if port is not None:
+                common["server.port"] = port
+
+        self._span(record, common, error_type)
+
+        duration_s = (record.duration_ms or 0.0) / 1000.0
+        self.duration.record(duration_s, common if error_type is None else {**common, "error.type": error_type})
+        if not failed:
+            for token_type, count in (("input", record.input_tokens), ("output", record.output_tokens)):
+                if count is not None:
+                    self.token_usage.record(count, {**common, "gen_ai.token.type": token_type})
+        if record.streamed and record.ttft_ms is not None:
+            self.time_to_first_chunk.record(record.ttft_ms / 1000.0, common)
+        if record.cost_usd is not None:
+            self.cost.add(record.cost_usd, common)
+
+    def _span(self, record: CallRecord, common: dict[str, Any], error_type: str | None) -> None:
+        attributes = dict(common)
+        attributes["gen_ai.request.stream"] = record.streamed
+        if record.finish_reason:
+            attributes["gen_ai.response.finish_reasons"] = [record.finish_reason]
+        for key, value in (
+            ("gen_ai.usage.input_tokens", record.input_tokens),
+            ("gen_ai.usage.output_tokens", record.output_tokens),
+            ("gen_ai.usage.cache_read.input_tokens", record.cached_tokens),
+            ("gen_ai.usage.cache_creation.input_tokens", record.cache_creation_tokens),
+            ("gen_ai.usage.reasoning.output_tokens", record.reasoning_tokens),
+            ("http.response.status_code", record.status_code),
+        ):
+            if value is not None:
+                attributes[key] = value
+        if record.streamed and record.ttft_ms is not None:
+            attributes["gen_ai.response.time_to_first_chunk"] = record.ttft_ms / 1000.0
+        if error_type is not None:
+            attributes["error.type"] = error_type
+        ours = {
+            "cost_usd": record.cost_usd,
+            "call_id": record.call_id or None,
+            "attempt": record.attempt,
+            "endpoint": record.endpoint,
+            "request_id": record.request_id,
+            "route": record.route,
+            "user": record.user,
+            "inbound_request_id": record.inbound_request_id,
+            "error": record.error[:_MAX_TEXT] if record.error else None,
+        }
+        for key, value in ours.items():
+            if value is not None:
+                attributes[PREFIX + key] = value
+        for key, value in record.tags.items():
+            attributes[f"{PREFIX}tags.{key}"] = value
+
+        name = f"{record.operation} {record.request_model}" if record.request_model else record.operation
+        start_ns = int(record.started_at * 1e9)
+        end_ns = start_ns + int((record.duration_ms or 0.0) * 1e6)
+        span = self.tracer.start_span(
+            name, context=record.trace_context, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
+        )
+        if record.streamed and record.ttft_ms is not None:
+            span.add_event(f"{PREFIX}first_chunk", timestamp=start_ns + int(record.ttft_ms * 1e6))
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, (record.error or error_type)[:_MAX_TEXT]))
+        span.end(end_time=end_ns)

@@ -1,0 +1,109 @@
+"""The Alerts page: firing alerts (with Acknowledge), budgets against their limits, rules, and the event history.
+
+``GET alerts`` is a full page (its content partial for htmx), ``GET fragments/alerts/body`` its auto-refreshed
+region, ``POST alerts/{id}/acknowledge`` acknowledges one alert: for htmx it answers with the refreshed region,
+otherwise it redirects (303) back to the page. POSTs pass the app's CSRF check (same-origin only).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from . import charts
+from .auth import _parse_basic
+from .templating import render
+from .urls import url_for
+
+if TYPE_CHECKING:
+    from ..monitor import Monitor
+
+REFRESH_TRIGGER = "every 10s, refresh-now"
+HISTORY_LIMIT = 100
+
+
+def _is_fragment(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true" and request.headers.get("hx-history-restore-request") != "true"
+
+
+class AlertsPage:
+    """The handlers, bound to one monitor's alert manager."""
+
+    def __init__(self, monitor: Monitor, env: Environment) -> None:
+        self.monitor = monitor
+        self.env = env
+        for name, fn in (("usd", charts.fmt_usd), ("pct", charts.fmt_pct), ("utc", charts.fmt_time)):
+            env.filters.setdefault(name, fn)
+        env.filters.setdefault("share", charts.share_bar)
+
+    def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        response = render(self.env, request, template, status_code, refresh=REFRESH_TRIGGER, **context)
+        response.headers["Vary"] = "HX-Request"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _context(self) -> dict[str, Any]:
+        manager = self.monitor.alerts
+        states = {row.key: row for row in manager.store.states()}
+        rules = [
+            {"rule": rule, "state": states[rule.key].state if rule.key in states else "ok"} for rule in manager.rules
+        ]
+        history = manager.history(HISTORY_LIMIT)
+        active = manager.active()
+        budgets = manager.budget_status()
+        return {
+            "view": None,
+            "page": "alerts",
+            "now": time.time(),
+            "active": active,
+            "budgets": budgets,
+            "rules": rules,
+            "history": history,
+            "channels": manager.dispatcher.stats(),
+            "configured": bool(rules or budgets or history or active),
+        }
+
+    def page(self, request: Request) -> Response:
+        fragment = _is_fragment(request)
+        return self._render(request, "partials/alerts.html" if fragment else "alerts.html", **self._context())
+
+    def body(self, request: Request) -> Response:
+        if not _is_fragment(request):
+            return self.page(request)
+        return self._render(request, "partials/alerts_body.html", **self._context())
+
+    def acknowledge(self, request: Request) -> Response:
+        try:
+            alert_id = int(request.path_params["id"])
+        except ValueError:
+            return self._render(
+                request,
+                "error.html",
+                400,
+                status=400,
+                title="Bad request",
+                message="not an alert id",
+                parameter="id",
+                view=None,
+                page="alerts",
+            )
+        credentials = _parse_basic(request.headers.get("authorization"))
+        self.monitor.alerts.acknowledge(alert_id, by=credentials[0] if credentials else None)
+        if _is_fragment(request):
+            return self._render(request, "partials/alerts_body.html", **self._context())
+        return RedirectResponse(url_for(request, "alerts"), status_code=303)
+
+
+def routes(monitor: Monitor, env: Environment) -> list[BaseRoute]:
+    """The Alerts page's routes."""
+    page = AlertsPage(monitor, env)
+    return [
+        Route("/alerts", page.page, methods=["GET"]),
+        Route("/fragments/alerts/body", page.body, methods=["GET"]),
+        Route("/alerts/{id}/acknowledge", page.acknowledge, methods=["POST"]),
+    ]

@@ -1,0 +1,145 @@
+"""Health: ``GET {mount}/health`` answers JSON, with HTTP 503 when this process cannot record calls.
+
+Unhealthy (503): the SQLite file cannot be opened, read or locked for writing, or the writer is failing (writes
+failed since its last successful one, or its queue is full so records are being dropped). A file busy with another
+process's write is healthy: someone is writing to it. Opt-in provider checks (``health_checks=[url, ...]``) only
+make the status ``degraded`` (still 200): an unreachable provider is not this instance's fault, and taking every
+instance out of a load balancer would not help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .._version import __version__
+from ..store.probe import probe
+from .params import iso
+
+if TYPE_CHECKING:
+    from ..monitor import Monitor
+
+PROVIDER_TIMEOUT_S = 2.0
+"""Time limit of each opt-in provider reachability check (connect, send and response headers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCheck:
+    """One provider reachability check: any HTTP answer below 500 counts as reachable."""
+
+    url: str
+    reachable: bool
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+def validate_urls(urls: Sequence[str]) -> tuple[str, ...]:
+    """``urls`` as a tuple, after checking that each is an absolute ``http``/``https`` URL."""
+    if isinstance(urls, str):
+        raise TypeError("health_checks must be a list of URLs, not one string")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"health_checks: {url!r} is not an http(s) URL")
+    return tuple(urls)
+
+
+async def check_provider(url: str, timeout: float = PROVIDER_TIMEOUT_S) -> ProviderCheck:
+    """``GET url`` through a bare httpx transport (never an instrumented client, so nothing gets recorded)."""
+    limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+    request = httpx.Request("GET", url, extensions={"timeout": limits})
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout), httpx.AsyncHTTPTransport() as transport:
+            response = await transport.handle_async_request(request)
+            await response.aclose()
+    except Exception as exc:  # any failure to get an answer means "unreachable"
+        return ProviderCheck(url, False, None, None, f"{type(exc).__name__}: {exc}".strip(": "))
+    latency = round((time.perf_counter() - start) * 1000, 1)
+    ok = response.status_code < 500
+    return ProviderCheck(url, ok, response.status_code, latency, None if ok else f"HTTP {response.status_code}")
+
+
+class WriterWatch:
+    """Whether the writer is failing: writes failed since the last successful one (per process, sticky)."""
+
+    def __init__(self) -> None:
+        self._written = 0
+        self._failed = 0
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def failing(self, written: int, failed: int) -> bool:
+        """Update with the writer's current counters and answer."""
+        with self._lock:
+            if written > self._written:
+                self._failing = False
+            elif failed > self._failed:
+                self._failing = True
+            self._written, self._failed = written, failed
+            return self._failing
+
+
+def health_endpoint(monitor: Monitor, provider_urls: Sequence[str] = ()) -> Callable[[Request], Awaitable[Response]]:
+    """The ``GET /health`` handler for ``monitor`` (provider checks run concurrently, each within its timeout)."""
+    urls = validate_urls(provider_urls)
+    watch = WriterWatch()
+    opened = False  # until the file has been opened once, the first check may create it (a monitor not yet used)
+
+    async def health(request: Request) -> Response:
+        nonlocal opened
+        db, providers = await asyncio.gather(
+            run_in_threadpool(probe, monitor.db, create=not opened), asyncio.gather(*(check_provider(u) for u in urls))
+        )
+        opened = opened or db.reachable
+        stats = monitor.stats()
+        failing = watch.failing(stats["written"], stats["failed"])
+        queue_full = stats["queued"] >= monitor.writer.max_queue
+        problems = []
+        if not db.reachable:
+            problems.append("database unreachable")
+        elif db.writable is False:
+            problems.append("database not writable")
+        if failing:
+            problems.append("writes are failing")
+        if queue_full:
+            problems.append("writer queue full: records are being dropped")
+        unreachable = [p.url for p in providers if not p.reachable]
+        status = "unhealthy" if problems else "degraded" if unreachable else "ok"
+        problems.extend(f"provider unreachable: {url}" for url in unreachable)
+        body: dict[str, Any] = {
+            "status": status,
+            "version": __version__,
+            "pid": os.getpid(),
+            "database": asdict(db),
+            "writer": {
+                "failing": failing,
+                "queue_depth": stats["queued"],
+                "queue_limit": monitor.writer.max_queue,
+                "written": stats["written"],
+                "dropped": stats["dropped"],
+                "failed_writes": stats["failed"],
+                "internal_errors": stats["internal_errors"],
+                "last_write_at": iso(stats["last_write_at"]),
+            },
+            "problems": problems,
+        }
+        if urls:
+            body["providers"] = [asdict(p) for p in providers]
+        return JSONResponse(
+            body, status_code=503 if status == "unhealthy" else 200, headers={"Cache-Control": "no-store"}
+        )
+
+    return health

@@ -1,0 +1,216 @@
+"""Prometheus exposition: ``GET {mount}/metrics``.
+
+Call metrics come from the cumulative counter tables in the shared SQLite file (``store/counters.py``), brought up
+to date at each scrape, so every worker process of an app answers with the same totals: the calls made by all of
+them. The monitor's own queue/drop/failure figures are per process (labelled ``pid``), and so are the standard
+``process_*``/``python_*`` metrics: they describe whichever worker answered the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .._version import __version__
+from ..store.counters import LATENCY_BUCKETS_S, Counters, Histogram, Snapshot
+
+if TYPE_CHECKING:
+    from ..monitor import Monitor
+
+logger = logging.getLogger("llm_monitor_mw")
+
+UNKNOWN_MODEL = "unknown"
+"""The ``model`` label of calls whose model is not known (e.g. a request that failed before naming one)."""
+TOKEN_TYPES = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cached": "cached_tokens",
+    "cache_creation": "cache_creation_tokens",
+    "reasoning": "reasoning_tokens",
+}
+"""``llm_tokens_total{type}`` label value -> counter field."""
+HISTOGRAMS = {
+    "duration": (
+        "llm_request_duration_seconds",
+        "Duration of LLM API requests (HTTP attempts), from sending to the end of the response body.",
+    ),
+    "ttft": (
+        "llm_time_to_first_token_seconds",
+        "Time from sending a streamed LLM request to its first content token.",
+    ),
+}
+_BUCKET_LABELS = [floatToGoString(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
+
+
+def _model(model: str) -> str:
+    return model or UNKNOWN_MODEL
+
+
+class CallCollector:
+    """LLM call metrics from the shared database: identical whichever process serves the scrape."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+
+    def describe(self) -> list[Metric]:
+        """Nothing, so that registering the collector does not touch the database."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Catch the counters up with the ``calls`` table, then yield them."""
+        up = GaugeMetricFamily(
+            "llm_monitor_database_up", "1 if the call metrics could be read from the monitor's SQLite file, else 0."
+        )
+        try:
+            self.counters.refresh()
+            snapshot = self.counters.snapshot()
+        except sqlite3.Error:
+            logger.exception("llm_monitor_mw: cannot read the call counters for /metrics")
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from _call_metrics(snapshot)
+
+
+def _call_metrics(snapshot: Snapshot) -> Iterator[Metric]:
+    labels = ["provider", "model"]
+    requests = CounterMetricFamily(
+        "llm_requests_total",
+        "LLM API requests (HTTP attempts; SDK retries count separately) by HTTP status, or status 'error' when no"
+        " response arrived.",
+        labels=[*labels, "status"],
+    )
+    errors = CounterMetricFamily(
+        "llm_request_errors_total",
+        "Failed LLM API requests: an HTTP status of 400 or more, no response, or a broken/invalid response body.",
+        labels=labels,
+    )
+    rate_limited = CounterMetricFamily(
+        "llm_rate_limit_hits_total", "LLM API requests answered with HTTP 429 (rate limited).", labels=labels
+    )
+    tokens = CounterMetricFamily(
+        "llm_tokens_total",
+        "Tokens reported by the provider, by type: input (including cached), output (including reasoning), cached"
+        " (input read from cache), cache_creation (input written to cache), reasoning.",
+        labels=[*labels, "type"],
+    )
+    cost = CounterMetricFamily(
+        "llm_cost_usd_total",
+        "Estimated cost of LLM API requests in US dollars (unknown prices count 0).",
+        labels=labels,
+    )
+    per_model: dict[tuple[str, str], dict[str, float]] = {}
+    for t in snapshot.totals:
+        key = (t.provider, _model(t.model))
+        requests.add_metric([*key, t.status], t.requests)
+        sums = per_model.setdefault(key, dict.fromkeys(("errors", "n429", "cost_usd", *TOKEN_TYPES), 0))
+        sums["errors"] += t.errors
+        sums["n429"] += t.requests if t.status == "429" else 0
+        sums["cost_usd"] += t.cost_usd
+        for label, field in TOKEN_TYPES.items():
+            sums[label] += getattr(t, field)
+    for key, sums in per_model.items():
+        errors.add_metric(list(key), sums["errors"])
+        rate_limited.add_metric(list(key), sums["n429"])
+        cost.add_metric(list(key), sums["cost_usd"])
+        for label in TOKEN_TYPES:
+            tokens.add_metric([*key, label], sums[label])
+    yield from (requests, errors, rate_limited, tokens, cost)
+    yield from _histograms(snapshot.histograms)
+
+
+def _histograms(histograms: list[Histogram]) -> Iterator[Metric]:
+    families = {
+        metric: HistogramMetricFamily(name, doc, labels=["provider", "model"])
+        for metric, (name, doc) in HISTOGRAMS.items()
+    }
+    for h in histograms:
+        family = families.get(h.metric)
+        if family is None:
+            continue
+        cumulative, running = [], 0
+        for label, n in zip(_BUCKET_LABELS, h.counts, strict=True):
+            running += n
+            cumulative.append((label, running))
+        family.add_metric([h.provider, _model(h.model)], cumulative, h.sum_seconds)
+    yield from families.values()
+
+
+_MONITOR_METRICS = (
+    ("llm_monitor_queue_depth", "gauge", "queued", "Call records waiting for the writer"),
+    ("llm_monitor_written_records_total", "counter", "written", "Call records written"),
+    ("llm_monitor_dropped_records_total", "counter", "dropped", "Call records dropped because the queue was full"),
+    ("llm_monitor_failed_writes_total", "counter", "failed", "Call records that could not be built or written"),
+    ("llm_monitor_internal_errors_total", "counter", "internal_errors", "Internal errors of capture and listeners"),
+)
+_PER_PROCESS = " in the worker process that served this scrape (label pid)."
+
+
+class MonitorCollector:
+    """The monitor's own health, as seen by the process that serves the scrape (label ``pid``)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    def describe(self) -> list[Metric]:
+        """Nothing to check at registration."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield ``llm_monitor_*`` figures from ``monitor.stats()``."""
+        stats = self.monitor.stats()
+        pid = [str(os.getpid())]
+        info = GaugeMetricFamily("llm_monitor_info", "llm-monitor-mw version (always 1).", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        for name, kind, key, doc in _MONITOR_METRICS:
+            family_type = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            family = family_type(name, doc + _PER_PROCESS, labels=["pid"])
+            family.add_metric(pid, stats[key])
+            yield family
+        if stats["last_write_at"] is not None:
+            last = GaugeMetricFamily(
+                "llm_monitor_last_write_timestamp_seconds",
+                "Unix time of the last successful write of call records" + _PER_PROCESS,
+                labels=["pid"],
+            )
+            last.add_metric(pid, stats["last_write_at"])
+            yield last
+
+
+def build_registry(monitor: Monitor, counters: Counters | None = None) -> CollectorRegistry:
+    """A private registry (never the global one): call metrics, the monitor's own, process, platform and GC."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CallCollector(counters or Counters(monitor.db)))
+    registry.register(MonitorCollector(monitor))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Response]:
+    """The ``GET /metrics`` handler: Prometheus text format from a registry built once for ``monitor``.
+
+    A plain function, so Starlette runs it in its thread pool (a scrape after many new calls runs SQL).
+    """
+    registry = build_registry(monitor)
+
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

@@ -143,37 +143,28 @@ class Coverage:
 
     def of_call(self, call: CallView) -> Any:
         """The group value (``None`` for a budget without group) a pending call counts under, or ``_NO_MATCH``."""
-        for dim, want in self.fixed:
-            if call.get(dim) != want:
-                return _NO_MATCH
-        if self.group is None:
-            return None
-        value = call.get(self.group)
-        return _NO_MATCH if value is None else value
+        return self._select(call.get)
 
     def of_record(self, record: CallRecord) -> Any:
-        """The same for a finished, priced record."""
-        for dim, want in self.fixed:
-            if dim == "model":
-                if want != record.model and want != record.request_model:
-                    return _NO_MATCH
-            elif _record_get(record, dim) != want:
-                return _NO_MATCH
-        if self.group is None:
-            return None
-        value = _record_get(record, self.group)
-        return _NO_MATCH if value is None else value
+        """The same for a finished, priced record (a model budget matches the requested or the answering model)."""
+        return self._select(
+            lambda dim: _record_get(record, dim), model=lambda want: want in (record.model, record.request_model)
+        )
 
     def of_scope(self, scope: Mapping[str, str]) -> Any:
         """The same for ``budget_exceeded(scope)``: the budget applies when the scope names every dimension it
         needs with the wanted value."""
-        given = dict(_dimension(k, v) for k, v in scope.items())
+        return self._select(dict(_dimension(k, v) for k, v in scope.items()).get)
+
+    def _select(self, get: Callable[[str], Any], *, model: Callable[[str], bool] | None = None) -> Any:
+        """``get(dimension)`` against the fixed scope, then the group value; ``model`` overrides the model test."""
         for dim, want in self.fixed:
-            if given.get(dim) != want:
+            matched = model(want) if dim == "model" and model is not None else get(dim) == want
+            if not matched:
                 return _NO_MATCH
         if self.group is None:
             return None
-        value = given.get(self.group)
+        value = get(self.group)
         return _NO_MATCH if value is None else value
 
 

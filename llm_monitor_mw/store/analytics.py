@@ -775,17 +775,8 @@ def _finish_dim(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-_SUMMARY_SUMS = (
-    "requests",
-    "errors",
-    "n429",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-)
+_SUMMARY_SUMS = tuple(name for name in _SUMS if not name.endswith(("_n", "_sum")))
+"""The sums ``api/summary`` reports: :data:`_SUMS` without the helper counts behind means and cost coverage."""
 _LATENCY_KEYS = ("latency_p50_ms", "latency_p95_ms", "ttft_p50_ms", "ttft_p95_ms")
 _NO_HIST: dict[str, dict[int, int]] = {"d": {}, "t": {}}
 

@@ -15,20 +15,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import charts
 from .auth import _parse_basic
-from .templating import render
+from .pages import is_fragment, render_page
 from .urls import url_for
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
 
-REFRESH_TRIGGER = "every 10s, refresh-now"
 HISTORY_LIMIT = 100
-
-
-def _is_fragment(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true" and request.headers.get("hx-history-restore-request") != "true"
 
 
 class AlertsPage:
@@ -37,15 +31,9 @@ class AlertsPage:
     def __init__(self, monitor: Monitor, env: Environment) -> None:
         self.monitor = monitor
         self.env = env
-        for name, fn in (("usd", charts.fmt_usd), ("pct", charts.fmt_pct), ("utc", charts.fmt_time)):
-            env.filters.setdefault(name, fn)
-        env.filters.setdefault("share", charts.share_bar)
 
     def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-        response = render(self.env, request, template, status_code, refresh=REFRESH_TRIGGER, **context)
-        response.headers["Vary"] = "HX-Request"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return render_page(self.env, request, template, status_code, **context)
 
     def _context(self) -> dict[str, Any]:
         manager = self.monitor.alerts
@@ -69,11 +57,11 @@ class AlertsPage:
         }
 
     def page(self, request: Request) -> Response:
-        fragment = _is_fragment(request)
+        fragment = is_fragment(request)
         return self._render(request, "partials/alerts.html" if fragment else "alerts.html", **self._context())
 
     def body(self, request: Request) -> Response:
-        if not _is_fragment(request):
+        if not is_fragment(request):
             return self.page(request)
         return self._render(request, "partials/alerts_body.html", **self._context())
 
@@ -94,7 +82,7 @@ class AlertsPage:
             )
         credentials = _parse_basic(request.headers.get("authorization"))
         self.monitor.alerts.acknowledge(alert_id, by=credentials[0] if credentials else None)
-        if _is_fragment(request):
+        if is_fragment(request):
             return self._render(request, "partials/alerts_body.html", **self._context())
         return RedirectResponse(url_for(request, "alerts"), status_code=303)
 

@@ -446,6 +446,14 @@ def is_fragment(request: Request) -> bool:
     return request.headers.get("hx-request") == "true" and request.headers.get("hx-history-restore-request") != "true"
 
 
+def render_page(env: Environment, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    """A dashboard page or partial: its regions poll with :data:`REFRESH_TRIGGER`; never cached, varies by htmx."""
+    response = render(env, request, template, status_code, refresh=REFRESH_TRIGGER, **context)
+    response.headers["Vary"] = "HX-Request"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class Pages:
     """The handlers, bound to one monitor's data and the app's Jinja environment."""
 
@@ -454,24 +462,11 @@ class Pages:
         self.env = env
         self.analytics = Analytics(monitor.db)
         self.cache = TTLCache()
-        env.filters.update(
-            n=charts.fmt_int,
-            compact=charts.fmt_compact,
-            ms=charts.fmt_ms,
-            usd=charts.fmt_usd,
-            pct=charts.fmt_pct,
-            utc=charts.fmt_time,
-            span=charts.fmt_span,
-            share=charts.share_bar,
-        )
 
     # -- plumbing --
 
     def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-        response = render(self.env, request, template, status_code, refresh=REFRESH_TRIGGER, **context)
-        response.headers["Vary"] = "HX-Request"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return render_page(self.env, request, template, status_code, **context)
 
     def _bad_request(self, request: Request, exc: ParamError) -> Response:
         return self._render(

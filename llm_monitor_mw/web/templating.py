@@ -9,17 +9,30 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .._version import __version__
+from . import charts
 from .resources import resource_dir
 from .urls import url_for
 
 
 def create_environment() -> Environment:
-    """Autoescaping on for everything (stored provider text is hostile until proven otherwise)."""
-    return Environment(
+    """Autoescaping on for everything (stored provider text is hostile until proven otherwise), and the number and
+    time formatting filters every page uses."""
+    env = Environment(
         loader=FileSystemLoader(str(resource_dir("templates"))),
         autoescape=select_autoescape(default=True, default_for_string=True),
         auto_reload=False,
     )
+    env.filters.update(
+        n=charts.fmt_int,
+        compact=charts.fmt_compact,
+        ms=charts.fmt_ms,
+        usd=charts.fmt_usd,
+        pct=charts.fmt_pct,
+        utc=charts.fmt_time,
+        span=charts.fmt_span,
+        share=charts.share_bar,
+    )
+    return env
 
 
 def render(env: Environment, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -7,7 +7,6 @@ import asyncio
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +45,6 @@ def rec(**kw: Any) -> CallRecord:
     }
     base.update(kw)
     return CallRecord(**base)
-
-
-@pytest.fixture
-def monitor(tmp_path: Path) -> Iterator[Monitor]:
-    with Monitor(tmp_path / "budgets.db") as mon:
-        yield mon
 
 
 def post(client: httpx.Client, server: FakeLLMServer, **kw: Any) -> httpx.Response:

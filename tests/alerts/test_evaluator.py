@@ -7,7 +7,6 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,6 @@ def rec(seconds_ago: float, **kw: Any) -> CallRecord:
     }
     base.update(kw)
     return CallRecord(**base)
-
-
-@pytest.fixture
-def monitor(tmp_path: Path) -> Iterator[Monitor]:
-    with Monitor(tmp_path / "alerts.db") as mon:
-        yield mon
 
 
 # ---- the state machine -------------------------------------------------------------------------------------------

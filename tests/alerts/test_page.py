@@ -7,8 +7,6 @@ import base64
 import html
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,12 +37,6 @@ def call(seconds_ago: float, **kw: Any) -> CallRecord:
     }
     base.update(kw)
     return CallRecord(**base)
-
-
-@pytest.fixture
-def monitor(tmp_path: Path) -> Iterator[Monitor]:
-    with Monitor(tmp_path / "page.db") as mon:
-        yield mon
 
 
 def configure(monitor: Monitor) -> None:

@@ -9,8 +9,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import sqlite_utils
+
 from llm_monitor_mw.record import CallRecord
 from llm_monitor_mw.store import Database, analytics
+from llm_monitor_mw.store.schema import MIGRATIONS
 from llm_monitor_mw.store.writer import insert_records
 
 NOW = time.time()
@@ -80,3 +83,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def schema_v1_database(path: Path) -> None:
+    """A database as the first schema version wrote it, holding one call."""
+    old = sqlite_utils.Database(path)
+    MIGRATIONS[0](old)
+    old.conn.execute("PRAGMA user_version = 1")
+    old.conn.execute("INSERT INTO calls (started_at, provider, operation) VALUES (?, 'openai', 'chat')", (NOW,))
+    old.conn.commit()
+    old.conn.close()

@@ -7,11 +7,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-import sqlite_utils
+from llm_monitor_mw.store.schema import SCHEMA_VERSION
 
-from llm_monitor_mw.store.schema import MIGRATIONS, SCHEMA_VERSION
-
-from .helpers import HOUR, NOW, count, record, run, seed
+from .helpers import HOUR, NOW, count, record, run, schema_v1_database, seed
 
 
 def _fields(stdout: str) -> dict[str, str]:
@@ -55,12 +53,7 @@ def test_empty_database_has_no_last_call(cli: Path, tmp_path: Path) -> None:
 
 def test_older_schema_is_reported_and_left_as_it_is(cli: Path, tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    old = sqlite_utils.Database(db)
-    MIGRATIONS[0](old)
-    old.conn.execute("PRAGMA user_version = 1")
-    old.conn.execute("INSERT INTO calls (started_at, provider, operation) VALUES (?, 'openai', 'chat')", (NOW,))
-    old.conn.commit()
-    old.conn.close()
+    schema_v1_database(db)
     result = run(cli, "check", db)
     assert result.returncode == 0, result.stderr
     assert _fields(result.stdout)["schema version"].startswith(f"1 (this package writes {SCHEMA_VERSION};")

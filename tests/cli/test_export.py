@@ -12,11 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
-from llm_monitor_mw.store.schema import MIGRATIONS
-
-from .helpers import DAY, HOUR, NOW, assert_user_error, record, run, seed
+from .helpers import DAY, HOUR, NOW, assert_user_error, record, run, schema_v1_database, seed
 
 T0 = NOW - 3 * DAY
 
@@ -124,12 +121,7 @@ def test_bad_filters_are_usage_errors(cli: Path, db: Path, tmp_path: Path) -> No
 
 def test_older_schema_exports_the_columns_it_has(cli: Path, tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
-    old = sqlite_utils.Database(path)
-    MIGRATIONS[0](old)
-    old.conn.execute("PRAGMA user_version = 1")
-    old.conn.execute("INSERT INTO calls (started_at, provider, operation) VALUES (?, 'openai', 'chat')", (NOW,))
-    old.conn.commit()
-    old.conn.close()
+    schema_v1_database(path)
     result = run(cli, "export", path)
     assert result.returncode == 0, result.stderr
     header = result.stdout.splitlines()[0].split(",")

@@ -92,6 +92,7 @@ class Monitor:
             max_body_bytes=max_body_bytes,
             stream_usage=stream_usage,
             on_error=self._count_error,
+            on_begin=self.writer.start,
         )
         self._instrumented = False
         self._listeners: list[Callable[[CallRecord], None]] = []

@@ -79,9 +79,13 @@ class Capturer:
         max_body_bytes: int,
         stream_usage: bool = False,
         on_error: Callable[[BaseException], None] | None = None,
+        on_begin: Callable[[], None] | None = None,
     ) -> None:
         self.registry = registry
         self.sink = sink
+        self.on_begin = on_begin
+        """Called on the caller's thread before each captured call (the writer's ``start``: threads are started
+        here, never from ``sink``, which may run in a garbage-collection finaliser)."""
         self.max_body_bytes = max_body_bytes
         self.stream_usage = stream_usage
         self.on_error = on_error
@@ -101,6 +105,8 @@ class Capturer:
             route = self.registry.resolve(method, host, url.port, path)
             if route is None:
                 return None, request
+            if self.on_begin is not None:
+                self.on_begin()
             try:
                 body = request.content
             except Exception:  # a streaming upload not read into memory: nothing to scan

@@ -133,10 +133,22 @@ class Writer:
 
     # ---- caller's path -------------------------------------------------------------------------------------
 
-    def submit(self, item: Any) -> bool:
-        """Queue ``item``; ``False`` (and counted as dropped) when the queue is full or the writer closed."""
+    def start(self) -> None:
+        """Start the writer thread in this process if it is not running (cheap when it is).
+
+        Called on the caller's thread when a call begins (``Capturer.begin``), never from :meth:`submit`: a
+        submission may come from a garbage-collection finaliser, and a thread started there during interpreter
+        shutdown can hang the exit.
+        """
         if self._thread is None or self._pid != os.getpid():
             self._start()
+
+    def submit(self, item: Any) -> bool:
+        """Queue ``item``; ``False`` (and counted as dropped) when the queue is full or the writer closed.
+
+        Never starts a thread (see :meth:`start`); what is queued while no thread runs is written by the next
+        :meth:`flush` or at exit.
+        """
         if len(self._queue) >= self.max_queue or self._closed:
             self.dropped += 1
             return False
@@ -189,13 +201,20 @@ class Writer:
             pid = os.getpid()
             if self._thread is not None and self._pid == pid and self._thread.is_alive():
                 return
-            if self._pid != pid:  # forked: the parent's queue and thread are not ours
-                self._queue = deque()
-                self._wake = threading.Event()
-                self._pid = pid
-                self.written = self.dropped = self.failed = 0
+            if self._pid != pid:  # forked without the at-fork hook having run (it always runs on POSIX)
+                self._after_fork()
             self._thread = threading.Thread(target=self._run, name="llm-monitor-writer", daemon=True)
             self._thread.start()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's queue, thread and counters are not ours."""
+        self._queue = deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = None
+        self._pid = os.getpid()
+        self.written = self.dropped = self.failed = 0
+        self.last_write_at = None
 
     def _run(self) -> None:
         queue = self._queue
@@ -237,14 +256,35 @@ class Writer:
 
 
 _writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+_exit_hooks: list[Callable[[], None]] = []
 
 
 def _register_exit_flush(writer: Writer) -> None:
     _writers.add(writer)
 
 
+def _reset_after_fork() -> None:
+    for writer in list(_writers):
+        writer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def before_exit_flush(hook: Callable[[], None]) -> None:
+    """Run ``hook()`` at interpreter exit before the writers' final flush (e.g. to finish abandoned streams, so
+    their records are in that flush). Hooks must be quick and must not block; one that raises is logged."""
+    _exit_hooks.append(hook)
+
+
 @atexit.register
 def _flush_all_at_exit() -> None:
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception:  # pragma: no cover - best effort at shutdown
+            logger.exception("llm_monitor_mw: exit hook %r failed", hook)
     for writer in list(_writers):
         try:
             writer.close(timeout=5.0)

@@ -1,7 +1,7 @@
 """The demo: a small app making real `openai` SDK calls against the bundled fake LLM server, with the monitor's
 API mounted at ``/monitoring``. No API key, no network beyond 127.0.0.1.
 
-    python -m llm_monitor_mw.demo [--port 8000] [--db demo.db]
+    python -m llm_monitor_mw.demo [--port 8000] [--db llm_monitor_demo.db]
 """
 
 from __future__ import annotations
@@ -94,10 +94,18 @@ def build_app(monitor: Monitor, llm_base_url: str) -> Starlette:
     )
 
 
+DEFAULT_DB = "llm_monitor_demo.db"
+"""The demo's database file, in the current directory (a name no other tool's file is likely to have)."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the llm-monitor-mw demo on 127.0.0.1.")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--db", default="llm_monitor_demo.db")
+    """Run the demo until interrupted: the fake LLM server, the app on ``--port``, calls recorded in ``--db``."""
+    parser = argparse.ArgumentParser(
+        description="Run the llm-monitor-mw demo on 127.0.0.1.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--port", type=int, default=8000, help="the demo app's port")
+    parser.add_argument("--db", default=DEFAULT_DB, help="the SQLite file the calls are recorded in")
     args = parser.parse_args(argv)
     import uvicorn
 
@@ -107,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"fake LLM server: {llm.base_url}")
         print(f"demo app:        http://127.0.0.1:{args.port}/chat?q=hello")
         print(f"monitoring:      http://127.0.0.1:{args.port}/monitoring/  (API: /monitoring/api/requests)")
+        print(f"database:        {args.db}")
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

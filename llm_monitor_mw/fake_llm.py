@@ -40,12 +40,15 @@ Test-control request headers (any route):
 ``x-fake-chunk-delay: S``   seconds to sleep between streamed events (once before a non-streamed answer)
 ``x-fake-gzip: 1``          gzip the body (streams are compressed incrementally, one sync-flush per event)
 ``x-fake-chunks: N``        number of content chunks
+``x-fake-error-message: T`` with ``x-fake-status``: ``T`` as the error body's message (latin-1, as headers are)
 
-Run standalone with ``python -m llm_monitor_mw.fake_llm [PORT]`` (default 8700).
+Run standalone with ``python -m llm_monitor_mw.fake_llm [--host HOST] [--port PORT]`` (default 127.0.0.1:8700;
+``--help`` lists the options).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -801,6 +804,7 @@ class Controls:
     gzip: bool = False
     chunks: int = DEFAULT_CHUNKS
     retry_after: float = 0.0
+    error_message: str | None = None
 
 
 async def _record(request: Request) -> bytes:
@@ -833,6 +837,7 @@ def _controls(request: Request) -> Controls:
         gzip=headers.get("x-fake-gzip", "").strip().lower() in ("1", "true", "yes"),
         chunks=max(0, int(_header_num(request, "x-fake-chunks", DEFAULT_CHUNKS))),
         retry_after=max(0.0, _header_num(request, "x-fake-retry-after", 0.0)),
+        error_message=headers.get("x-fake-error-message"),
     )
 
 
@@ -848,6 +853,12 @@ def _json_response(payload: JSON, status: int, headers: dict[str, str], gzip: bo
 def _error_response(provider: str, status: int, model: str, azure: bool, controls: Controls) -> Response:
     headers = _provider_headers(provider, status, azure)
     body = _error_body(provider, status, model)
+    if controls.error_message is not None:  # e.g. a self-hosted server echoing the key it was sent
+        error = body["error"]
+        if isinstance(error, dict):
+            error["message"] = controls.error_message
+        else:
+            body["error"] = controls.error_message
     if provider == "anthropic":
         body["request_id"] = headers["request-id"]
     if status == 429 or status >= 500:
@@ -1024,16 +1035,34 @@ class FakeLLMServer:
         self.stop()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    port = int(args[0]) if args else 8700
-    server = FakeLLMServer(port=port).start()
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fake LLM until interrupted: ``python -m llm_monitor_mw.fake_llm [--host H] [--port P | PORT]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m llm_monitor_mw.fake_llm",
+        description="A local fake LLM server speaking the OpenAI, Anthropic, Gemini and Ollama wire formats, for"
+        " tests, benchmarks and demos. Requests may steer it with x-fake-* headers (see the module's docstring).",
+    )
+    parser.add_argument("port_arg", nargs="?", type=int, metavar="PORT", help="TCP port (same as --port)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port; 0 picks a free one (default: 8700)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.port is not None and args.port_arg is not None and args.port != args.port_arg:
+        parser.error("give the port once: PORT or --port")
+    port = next((p for p in (args.port, args.port_arg) if p is not None), 8700)
+    if not 0 <= port <= 65535:
+        parser.error(f"port {port} is not between 0 and 65535")
+    try:
+        server = FakeLLMServer(host=args.host, port=port).start()
+    except RuntimeError as exc:  # e.g. the port is taken (uvicorn has logged why)
+        print(f"fake LLM: error: {exc}", file=sys.stderr)
+        return 1
     print(f"fake LLM serving on {server.base_url} (Ctrl-C to stop)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             time.sleep(3600)
     server.stop()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import instrument
+from .capture import open_calls
 from .capture.pending import CaptureOptions, PendingCall
 from .capture.providers import Registry
 from .capture.transport import AsyncMonitorTransport, Capturer, MonitorTransport
@@ -18,13 +19,18 @@ from .record import CallRecord
 from .store import Database, Writer
 from .store.queries import Queries
 from .store.retention import Retention
+from .store.writer import before_exit_flush
 from .web.auth import Auth
+from .web.cardinality import check_limit
 
 if TYPE_CHECKING:
     from .alerts import AlertManager
     from .otel import OTelExporter
 
 logger = logging.getLogger("llm_monitor_mw")
+
+# Streams still open at exit are finished (as cut short by the exit) before the writers' final flush.
+before_exit_flush(open_calls.finish_all_at_exit)
 
 
 class Monitor:
@@ -48,6 +54,9 @@ class Monitor:
         max_body_bytes: larger non-streamed response bodies are passed through but not parsed.
         retention_days: delete calls older than this many days (and their roll-up rows) on a background thread,
             shortly after start and then hourly, in short transactions; ``None`` keeps everything.
+        metrics_max_label_values: distinct values ``/metrics`` shows per label (``provider``, ``model``,
+            ``status``); models and providers that answered OK at least once and values shown before keep their
+            name, the rest are summed under ``other``, so totals stay right.
     """
 
     def __init__(
@@ -66,10 +75,12 @@ class Monitor:
         flush_interval: float = 0.25,
         max_body_bytes: int = 16 * 1024 * 1024,
         retention_days: float | None = None,
+        metrics_max_label_values: int = 100,
     ) -> None:
         if content_limit < 0 or max_queue < 1 or batch_size < 1 or flush_interval <= 0 or max_body_bytes < 0:
             raise ValueError("content_limit, max_queue, batch_size, flush_interval and max_body_bytes must be positive")
         self.path = os.fspath(path)
+        self.metrics_max_label_values = check_limit(metrics_max_label_values)
         self.options = CaptureOptions(
             capture_content=capture_content,
             content_limit=content_limit,
@@ -226,7 +237,13 @@ class Monitor:
     # ---- web -----------------------------------------------------------------------------------------------
 
     def asgi_app(
-        self, auth: Auth | None = None, *, metrics_token: str | None = None, health_checks: Sequence[str] = ()
+        self,
+        auth: Auth | None = None,
+        *,
+        metrics_token: str | None = None,
+        health_checks: Sequence[str] = (),
+        concurrency: int | None = None,
+        queue_timeout: float = 1.0,
     ) -> Any:
         """The monitoring app (dashboard, JSON API, static files, ``/metrics``, ``/health``) as an ASGI app; mount
         it at any prefix: ``app.mount("/monitoring", monitor.asgi_app(auth=BasicAuth("admin", password)))``.
@@ -235,26 +252,52 @@ class Monitor:
         ``check(request)`` returning ``None`` (allow) or a response. Without it the app is open (a warning is
         logged once). ``metrics_token`` additionally lets ``Authorization: Bearer <token>`` (a Prometheus scraper,
         a load balancer) reach ``GET /metrics`` and ``GET /health`` only. ``health_checks``: provider URLs that
-        ``/health`` checks for reachability (opt-in; 2 s timeout each).
+        ``/health`` checks for reachability (opt-in; 2 s timeout each). ``concurrency``: how many dashboard/API
+        requests run at once, in threads of the app's own (default: the CPUs, at least 2), never in the thread
+        pool the host's endpoints use; a request that waits ``queue_timeout`` seconds for a turn gets ``503`` with
+        ``Retry-After: 1``.
         """
         from .web.app import create_app
 
-        return create_app(self, auth, metrics_token=metrics_token, health_checks=health_checks)
+        return create_app(
+            self,
+            auth,
+            metrics_token=metrics_token,
+            health_checks=health_checks,
+            concurrency=concurrency,
+            queue_timeout=queue_timeout,
+        )
 
     def wsgi_app(
-        self, auth: Auth | None = None, *, metrics_token: str | None = None, health_checks: Sequence[str] = ()
+        self,
+        auth: Auth | None = None,
+        *,
+        metrics_token: str | None = None,
+        health_checks: Sequence[str] = (),
+        concurrency: int | None = None,
+        queue_timeout: float = 1.0,
     ) -> Any:
         """The monitoring app for WSGI hosts (Flask):
         ``DispatcherMiddleware(flask_app.wsgi_app, {"/monitoring": monitor.wsgi_app(auth=...)})``.
         Arguments as for :meth:`asgi_app`."""
         from .web.bearer import validate_token
+        from .web.gate import check_limits
         from .web.health import validate_urls
         from .web.wsgi import LazyWSGIApp
 
         if metrics_token is not None:
             validate_token(metrics_token)  # fail here, not at the first request
         validate_urls(health_checks)
-        return LazyWSGIApp(lambda: self.asgi_app(auth, metrics_token=metrics_token, health_checks=health_checks))
+        check_limits(concurrency, queue_timeout)
+        return LazyWSGIApp(
+            lambda: self.asgi_app(
+                auth,
+                metrics_token=metrics_token,
+                health_checks=health_checks,
+                concurrency=concurrency,
+                queue_timeout=queue_timeout,
+            )
+        )
 
     @property
     def asgi_middleware(self) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -493,3 +495,49 @@ def test_truncate_malformed_sse_and_disconnect(http: httpx.Client) -> None:
     with pytest.raises(httpx.RemoteProtocolError):
         http.post("/api/chat", json={"model": "m", "messages": MESSAGES}, headers={"x-fake-behavior": "disconnect"})
     assert http.post("/api/chat", json={"model": "m", "stream": False}).status_code == 200  # server still fine
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/v1/chat/completions", ("error", "message")), ("/v1/messages", ("error", "message")), ("/api/chat", ("error",))],
+)
+def test_error_message_control(http: httpx.Client, path: str, field: tuple[str, ...]) -> None:
+    r = http.post(path, json={"model": "m"}, headers={"x-fake-status": "401", "x-fake-error-message": "bad key xyz"})
+    assert r.status_code == 401
+    value: Any = r.json()
+    for name in field:
+        value = value[name]
+    assert value == "bad key xyz"
+
+
+def _run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llm_monitor_mw.fake_llm", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_module_help() -> None:
+    result = _run_module("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m llm_monitor_mw.fake_llm") and "--port" in result.stdout
+    assert "Traceback" not in result.stderr
+    bad = _run_module("not-a-port")
+    assert bad.returncode == 2 and "invalid int value" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_module_serves_and_reports_a_busy_port() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_monitor_mw.fake_llm", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("fake LLM serving on http://127.0.0.1:"), line
+        base = line.split()[4]
+        reply = httpx.post(base + "/v1/chat/completions", json={"model": "m", "messages": MESSAGES}, timeout=10)
+        assert reply.json()["choices"][0]["message"]["content"] == REPLY_TEXT
+        busy = _run_module(base.rsplit(":", 1)[1])
+        assert busy.returncode == 1 and "fake LLM: error:" in busy.stderr and "Traceback" not in busy.stderr
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -20,6 +20,7 @@ from typing import Any
 from ..store.database import Database
 from ..store.queries import Filters
 from ..store.schema import CALLS
+from ..store.values import plausible
 from .events import AlertEvent
 
 STATE = "alert_state"
@@ -190,7 +191,8 @@ class AlertStore:
         row = (
             self._conn()
             .execute(
-                f"SELECT count(*), coalesce(sum(ok = 0), 0), coalesce(sum(status_code = 429), 0), total(cost_usd)"
+                f"SELECT count(*), count(CASE WHEN ok = 0 THEN 1 END), count(CASE WHEN status_code = 429 THEN 1 END),"
+                f" total({plausible('cost_usd')})"
                 f" FROM {CALLS} WHERE started_at >= ? AND started_at < ? AND {cond}",
                 [since, until, *params],
             )
@@ -245,7 +247,7 @@ class AlertStore:
         rows = (
             self._conn()
             .execute(
-                f"SELECT {expr}, total(cost_usd) FROM {CALLS}"
+                f"SELECT {expr}, total({plausible('cost_usd')}) FROM {CALLS}"
                 f" WHERE {time_col} >= ? AND {time_col} < ? AND id > ? AND id <= ? AND {cond} GROUP BY 1",
                 [*expr_params, since, until, after_id, upto_id, *params],
             )

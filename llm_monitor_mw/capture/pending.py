@@ -8,29 +8,41 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections import deque
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from time import perf_counter
 from typing import Any
 
 from ..context import InboundRequest
 from ..record import CallRecord
 from .httplibs import header_values
+from .numbers import MAX_WAIT_S, finite, header_count, header_seconds, reject
+from .open_calls import DROPPED, EXITED
+from .open_calls import add as _register
+from .open_calls import discard as _forget
 from .providers import Route
 from .providers.base import Parsed, prompt_text
 from .redaction import scrub
-from .sse import CONTENT_MARK, Decoder, StreamDecodeStats, make_decoder, ndjson_events, sse_events
+from .sse import CONTENT_MARK, MAX_EVENT_BYTES, Decoder, StreamDecodeStats, make_decoder, ndjson_events, sse_events
 
 logger = logging.getLogger("llm_monitor_mw")
 
 BODY, SSE, NDJSON = 0, 1, 2
 
-# Streams keep their first and last chunks only: usage and end markers arrive at the ends (Anthropic's input
-# usage in the first events, everyone's output usage in the last). Chunks are small SSE/NDJSON reads in practice.
-HEAD_CHUNKS = 16
-TAIL_CHUNKS = 64
+# Streams keep a window of their first and of their last (decoded) bytes only: usage and end markers arrive at
+# the ends (the model and Anthropic's input usage in the first events, everyone's output usage in the last).
+# The windows are bounded in bytes, whatever the chunk sizes: a stream of one endless line keeps HEAD_BYTES +
+# TAIL_BYTES of it. The tail fits the largest event that is parsed (OpenAI's response.completed repeats the whole
+# response); an event cut by a window's edge is skipped.
+HEAD_BYTES = 256 * 1024
+TAIL_BYTES = MAX_EVENT_BYTES
 SCAN_BYTES = 4096  # how much of each end of a request body is searched for "model" and "stream"
+MAX_PIECES = 512  # pieces per window before the newest are joined (bounds per-object overhead of tiny reads)
+JOIN_BYTES = 64 * 1024  # pieces this large are never joined again (so no piece is copied over and over)
+MODEL_CHARS = 256  # longest model name, finish reason or request id kept
 
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
 _STREAM_RE = re.compile(rb'"stream"\s*:\s*(true|false)')
@@ -94,13 +106,16 @@ class PendingCall:
     nbytes = 0
     head: list[bytes] | None = None
     tail: deque[bytes] | None = None
-    n_chunks = 0
+    head_room = 0  # bytes the head window can still take
+    tail_len = 0  # bytes in the tail window
+    dropped = False  # bytes were dropped between the head and the tail windows
     state = OPEN
     exc_type: str | None = None
     exc_text: str | None = None
     note: str | None = None
     problem: str | None = None
     done = False
+    read_at: float | None = None  # last chunk passed to the caller (or the headers' arrival): a dropped call's end
     trace_context: Any = None  # set by a tracing gate (e.g. OpenTelemetry's) on the caller's thread; else unused
 
     def __init__(
@@ -132,6 +147,7 @@ class PendingCall:
         self.sink = sink
         self.max_body = max_body
         self.inbound = inbound
+        _register(self)  # finished at exit if nothing else finishes it (see open_calls)
 
     # ---- caller's path -------------------------------------------------------------------------------------
 
@@ -150,11 +166,12 @@ class PendingCall:
                 self.parts = []
             else:
                 self.head = []
-                self.tail = deque(maxlen=TAIL_CHUNKS)
+                self.tail = deque()
+                self.head_room = HEAD_BYTES
             raw_encoding = found.get(b"content-encoding")
             if raw_encoding and raw_encoding != b"identity":
                 encoding = raw_encoding.decode("latin-1")
-                self.decoder = make_decoder(encoding)
+                self.decoder = make_decoder(encoding, self.max_body)
                 if self.decoder is None:
                     self.note = f"response is {encoding}-encoded and its decoder is not installed (brotli/zstandard)"
                     self._stop_parsing()
@@ -177,39 +194,89 @@ class PendingCall:
         self.feeder()(chunk)
 
     def _feed_body(self, chunk: bytes) -> None:
-        """Non-streamed body: keep the chunks by reference (up to ``max_body``) for one parse on the writer."""
+        """Non-streamed body: keep the chunks by reference (up to ``max_body`` decoded bytes) for one parse on the
+        writer; past that limit nothing more is decoded or kept."""
         try:
             self.nbytes += len(chunk)
             if self.first_at is None:
                 self.first_at = perf_counter()
-            if self.decoder is not None:
-                chunk = self.decoder(chunk)
             parts = self.parts
-            if parts is not None:
-                self.body_len += len(chunk)
-                if self.body_len > self.max_body:
-                    self.parts = None
-                    self.note = f"response body larger than max_body_bytes={self.max_body}; not parsed"
-                else:
-                    parts.append(chunk)
+            if parts is None:
+                return
+            decoder = self.decoder
+            if decoder is not None:
+                chunk = decoder(chunk)
+                if decoder.over:
+                    self._too_big()
+                    return
+            self.body_len += len(chunk)
+            if self.body_len > self.max_body:
+                self._too_big()
+            else:
+                parts.append(chunk)
         except Exception as exc:
             self.internal(exc)
 
+    def _too_big(self) -> None:
+        self.parts = None
+        self.decoder = None
+        self.note = f"response larger than max_body_bytes={self.max_body} decoded bytes; not parsed"
+
     def _feed_stream(self, chunk: bytes) -> None:
-        """SSE/NDJSON: note the first content chunk's time; keep the first and the last chunks (bounded)."""
+        """SSE/NDJSON: note the first content chunk's time; keep a window of the first and the last bytes."""
         try:
             self.nbytes += len(chunk)
-            if self.decoder is not None:
-                chunk = self.decoder(chunk)
+            decoder = self.decoder
+            if decoder is not None:
+                chunk = decoder(chunk)  # at most what is left of max_body; b"" once that is spent
+                if not chunk:
+                    return
             if self.first_at is None and CONTENT_MARK.search(chunk):
                 self.first_at = perf_counter()
-            self.n_chunks += 1
-            if self.n_chunks <= HEAD_CHUNKS:
-                self.head.append(chunk)  # type: ignore[union-attr]
-            else:
-                self.tail.append(chunk)  # type: ignore[union-attr]  # a bounded deque: old chunks fall off
+            room = self.head_room
+            if room:
+                head = self.head
+                if len(chunk) <= room:
+                    head.append(chunk)  # type: ignore[union-attr]
+                    self.head_room = room - len(chunk)
+                    if len(head) > MAX_PIECES:  # type: ignore[arg-type]
+                        _join_newest(head)  # type: ignore[arg-type]
+                    return
+                head.append(chunk[:room])  # type: ignore[union-attr]
+                self.head_room = 0
+                if len(chunk) - room <= 2 * TAIL_BYTES:
+                    chunk = chunk[room:]
+                else:
+                    chunk = chunk[-TAIL_BYTES:]
+                    self.dropped = True
+            tail = self.tail
+            tail.append(chunk)  # type: ignore[union-attr]
+            size = self.tail_len + len(chunk)
+            if size > TAIL_BYTES or len(tail) > MAX_PIECES:  # type: ignore[arg-type]
+                size = self._trim_tail(size)
+            self.tail_len = size
         except Exception as exc:
             self.internal(exc)
+
+    def _trim_tail(self, size: int) -> int:
+        """Keep the tail window to between ``TAIL_BYTES`` and twice that, in few pieces; return its size.
+
+        Whole pieces fall off the old end while at least ``TAIL_BYTES`` remain; the oldest piece is cut only when
+        the window reaches twice the limit, so the copying is amortised over that many new bytes.
+        """
+        tail: deque[bytes] = self.tail  # type: ignore[assignment]
+        if size > TAIL_BYTES:
+            while len(tail) > 1 and size - len(tail[0]) >= TAIL_BYTES:
+                size -= len(tail.popleft())
+                self.dropped = True
+            if size > 2 * TAIL_BYTES:
+                cut = size - TAIL_BYTES
+                tail[0] = tail[0][cut:]
+                size -= cut
+                self.dropped = True
+        if len(tail) > MAX_PIECES:
+            _join_newest(tail)
+        return size
 
     def _stop_parsing(self) -> None:
         self.mode = -1
@@ -219,11 +286,19 @@ class PendingCall:
         self.nbytes += len(chunk)
 
     def finish(self, state: str, exc: BaseException | None = None) -> None:
-        """End of this attempt (completed, abandoned by the caller, or broken): hand it to the writer once."""
+        """End of this attempt (completed, abandoned by the caller, or broken): hand it to the writer once.
+
+        ``DROPPED``/``EXITED`` (never closed by the caller; finished by a finaliser or at exit) end at the last read,
+        not now. May run in a finaliser, on any thread: it only notes times and appends to the writer's queue.
+        """
         if self.done:
             return
         self.done = True
-        self.end_at = self.last_at = perf_counter()
+        _forget(self)
+        if state in (DROPPED, EXITED) and self.read_at is not None:
+            self.end_at = self.last_at = self.read_at
+        else:
+            self.end_at = self.last_at = perf_counter()
         self.state = state
         if exc is not None:
             self.exc_type = type(exc).__name__
@@ -265,9 +340,15 @@ class PendingCall:
         record.duration_ms = (end - self.start) * 1000.0
         want_text = options.capture_content
         req_stream = self._scan_request(record)
-        record.streamed = self.mode in (SSE, NDJSON) or (
-            route.family.streams_by_default(route.kind) if req_stream is None else req_stream
-        )
+        if self.status is not None:  # what the response was, whatever the request asked for
+            ctype = _content_type(self.resp_headers)
+            record.streamed = (
+                "event-stream" in ctype
+                or "ndjson" in ctype
+                or (self.status < 400 and route.family.streamed_body(route.kind))
+            )
+        else:
+            record.streamed = route.family.streams_by_default(route.kind) if req_stream is None else req_stream
         parsed = Parsed()
         notes: list[str] = []
         try:
@@ -311,9 +392,10 @@ class PendingCall:
                 if match:
                     raw = match.group(1)
                     try:
-                        record.request_model = json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
+                        model = json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
                     except ValueError:
-                        record.request_model = raw.decode("utf-8", "replace")
+                        model = raw.decode("utf-8", "replace")
+                    record.request_model = _model_name(model)
             if stream is None:
                 smatch = _STREAM_RE.search(window)
                 if smatch:
@@ -348,13 +430,13 @@ class PendingCall:
             return
         stats = StreamDecodeStats()
         events = sse_events if self.mode == SSE else ndjson_events
-        head = b"".join(self.head).decode("utf-8", "replace")
-        if self.n_chunks > HEAD_CHUNKS + TAIL_CHUNKS:  # chunks were dropped between head and tail
-            tail = b"".join(self.tail).decode("utf-8", "replace")
-            chunks = [(head, False, True), (tail, True, False)]
+        head, tail = b"".join(self.head), b"".join(self.tail)
+        if self.dropped:  # bytes were dropped between the windows: an event may be cut at each inner edge
+            windows = [(head.decode("utf-8", "replace"), False, True), (tail.decode("utf-8", "replace"), True, False)]
         else:
-            chunks = [(head + b"".join(self.tail).decode("utf-8", "replace"), False, False)]
-        for text, skip_first, skip_last in chunks:
+            windows = [((head + tail).decode("utf-8", "replace"), False, False)]
+        del head, tail
+        for text, skip_first, skip_last in windows:
             for event in events(text, stats, skip_first=skip_first, skip_last=skip_last):
                 family.parse_event(kind, event, parsed, want_text)
         if stats.done_marker:
@@ -362,19 +444,29 @@ class PendingCall:
         if stats.bad:
             notes.append(f"{stats.bad} malformed stream event(s) skipped")
             self.problem = "malformed_stream"
-        if self.state == COMPLETE and not parsed.completed and self.status is not None and self.status < 400:
+        if stats.oversized:
+            notes.append(f"{stats.oversized} stream event(s) over {MAX_EVENT_BYTES} bytes skipped")
+        over = self.decoder is not None and self.decoder.over
+        if over:
+            notes.append(
+                f"response stream larger than max_body_bytes={self.max_body} decoded bytes; "
+                "only its first bytes were decoded and parsed"
+            )
+        elif self.state == COMPLETE and not parsed.completed and self.status is not None and self.status < 400:
             notes.append("stream ended without the provider's end-of-stream marker (truncated)")
             self.problem = "incomplete_stream"
 
     def _fill(self, record: CallRecord, parsed: Parsed, notes: list[str]) -> None:
-        record.response_model = parsed.response_model
+        notes.extend(parsed.notes)
+        record.response_model = _model_name(parsed.response_model)
         record.input_tokens = parsed.input_tokens
         record.output_tokens = parsed.output_tokens
         record.total_tokens = parsed.total_tokens
         record.cached_tokens = parsed.cached_tokens
         record.cache_creation_tokens = parsed.cache_creation_tokens
         record.reasoning_tokens = parsed.reasoning_tokens
-        record.finish_reason = parsed.finish_reason if isinstance(parsed.finish_reason, str) else None
+        finish = parsed.finish_reason
+        record.finish_reason = finish[:MODEL_CHARS] if isinstance(finish, str) else None
         if record.streamed:
             if self.first_at is not None:
                 record.ttft_ms = (self.first_at - self.start) * 1000.0
@@ -382,10 +474,10 @@ class PendingCall:
                 record.ttlt_ms = (self.last_at - self.start) * 1000.0
         first, last = self.first_at, self.last_at
         if record.output_tokens and record.streamed and first is not None and last is not None and last > first:
-            record.output_tokens_per_s = record.output_tokens / (last - first)
+            record.output_tokens_per_s = finite(record.output_tokens / (last - first))
         elif record.output_tokens and record.duration_ms:
-            record.output_tokens_per_s = record.output_tokens / (record.duration_ms / 1000.0)
-        self._headers(record)
+            record.output_tokens_per_s = finite(record.output_tokens / (record.duration_ms / 1000.0))
+        self._headers(record, notes)
         error_type, error = parsed.error_type, parsed.error
         if self.state == FAILED:
             error_type, error = self.exc_type, self.exc_text or self.exc_type
@@ -395,6 +487,12 @@ class PendingCall:
         elif self.state == ABANDONED and not parsed.completed:
             # SDKs close a stream right after its end marker without draining to EOF: that is not abandonment.
             notes.insert(0, "response closed by the caller before the end of the body")
+        elif self.state == DROPPED and not parsed.completed:
+            notes.insert(0, "response dropped by the caller without closing it (recorded at garbage collection)")
+        elif self.state == EXITED and self.status is None:
+            notes.insert(0, "the process exited before the response arrived (recorded at exit)")
+        elif self.state == EXITED and not parsed.completed:
+            notes.insert(0, "response still open at exit, never closed by the caller (recorded at exit)")
         if error_type is None:
             if self.status is not None and self.status >= 400:
                 error_type = f"http_{self.status}"
@@ -407,29 +505,37 @@ class PendingCall:
         record.error_type = error_type
         record.error = scrub(error) if error else None
 
-    def _headers(self, record: CallRecord) -> None:
+    def _headers(self, record: CallRecord, notes: list[str]) -> None:
+        """Request id, rate-limit figures and retry wait from the response headers, each validated."""
         if self.resp_headers is None:
             return
         found = header_values(self.resp_headers, _RECORDED_HEADERS)
 
-        def get(name: str) -> str | None:
-            value = found.get(name.encode("ascii"))
-            return None if value is None else value.decode("latin-1")
+        def get(*names: bytes) -> tuple[str, str | None]:
+            for name in names:
+                value = found.get(name)
+                if value is not None:
+                    return name.decode("ascii"), value.decode("latin-1")
+            return names[0].decode("ascii"), None
 
-        record.request_id = get("x-request-id") or get("request-id") or get("x-goog-request-id")
-        record.ratelimit_remaining_requests = _int(
-            get("x-ratelimit-remaining-requests") or get("anthropic-ratelimit-requests-remaining")
+        request_id = get(b"x-request-id", b"request-id", b"x-goog-request-id")[1]
+        if request_id is not None:
+            record.request_id = scrub(request_id.strip()[:MODEL_CHARS]) or None
+        name, value = get(b"x-ratelimit-remaining-requests", b"anthropic-ratelimit-requests-remaining")
+        record.ratelimit_remaining_requests = header_count(value, name, notes)
+        name, value = get(
+            b"x-ratelimit-remaining-tokens",
+            b"anthropic-ratelimit-tokens-remaining",
+            b"anthropic-ratelimit-input-tokens-remaining",
         )
-        record.ratelimit_remaining_tokens = _int(
-            get("x-ratelimit-remaining-tokens")
-            or get("anthropic-ratelimit-tokens-remaining")
-            or get("anthropic-ratelimit-input-tokens-remaining")
-        )
-        retry_after = get("retry-after-ms")
-        if retry_after is not None:
-            record.retry_after_s = _float(retry_after, 0.001)
+        record.ratelimit_remaining_tokens = header_count(value, name, notes)
+        value = found.get(b"retry-after-ms")
+        if value is not None:
+            record.retry_after_s = header_seconds(value.decode("latin-1"), 0.001, "retry-after-ms", notes)
         else:
-            record.retry_after_s = _float(get("retry-after"), 1.0)
+            value = found.get(b"retry-after")
+            if value is not None:
+                record.retry_after_s = _retry_after(value.decode("latin-1"), self.started_at, notes)
 
     def _content(self, record: CallRecord, parsed: Parsed, options: CaptureOptions) -> None:
         limit = options.content_limit
@@ -447,6 +553,16 @@ class PendingCall:
             record.response_content = _clip("".join(parsed.text_parts), limit, redact)
 
 
+def _join_newest(pieces: list[bytes] | deque[bytes]) -> None:
+    """Many tiny reads: join the newest small pieces of a window into one (older and large pieces stay)."""
+    newest: list[bytes] = []
+    while pieces and len(newest) < MAX_PIECES // 2 and len(pieces[-1]) < JOIN_BYTES:
+        newest.append(pieces.pop())
+    if newest:
+        newest.reverse()
+        pieces.append(b"".join(newest))
+
+
 def _content_type(headers: Any) -> str:
     if headers is None:
         return "?"
@@ -454,25 +570,30 @@ def _content_type(headers: Any) -> str:
 
 
 def _clip(text: str, limit: int, redact: Callable[[str], str] | None) -> str:
-    text = scrub(text)
+    # Scrub only what can be kept (a megabyte prompt costs ~35 ms to scrub); the margin catches a key cut in two.
+    text = scrub(text[: limit + 256])
     if redact is not None:
         text = redact(text)
     return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
-def _int(value: str | None) -> int | None:
-    if value is None:
+def _model_name(name: str | None) -> str | None:
+    """A model name as stored: Google's resource prefix dropped (``models/text-embedding-004``), length bounded."""
+    if name is None:
         return None
-    try:
-        return int(float(value))
-    except ValueError:
-        return None
+    return name.removeprefix("models/")[:MODEL_CHARS] or None
 
 
-def _float(value: str | None, scale: float) -> float | None:
-    if value is None:
-        return None
+def _retry_after(value: str, now: float, notes: list[str]) -> float | None:
+    """``Retry-After`` in seconds: delay-seconds, or an HTTP-date (RFC 9110) counted from ``now``."""
+    text = value.strip()
+    if not text[:1].isalpha():
+        return header_seconds(text, 1.0, "retry-after", notes)
     try:
-        return float(value) * scale
-    except ValueError:
-        return None  # an HTTP-date retry-after is rare from LLM APIs; not worth parsing here
+        seconds = max(0.0, parsedate_to_datetime(text).timestamp() - now)
+    except (TypeError, ValueError, OverflowError):
+        seconds = math.nan  # "inf", "nan" and non-dates land here too
+    if 0.0 <= seconds <= MAX_WAIT_S:
+        return seconds
+    reject(notes, "retry-after", value)
+    return None

@@ -8,6 +8,8 @@ and counted; the caller always gets the inner transport's bytes, headers and exc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -26,6 +28,8 @@ from .httplibs import (
     header_values,
     library_of,
 )
+from .open_calls import DROPPED, in_async_generator_finaliser, in_collection
+from .open_calls import discard as forget_open_call
 from .pending import ABANDONED, BROKEN, COMPLETE, FAILED, PendingCall
 from .providers import Registry
 
@@ -176,8 +180,20 @@ def _with_stream_usage(request: Any, body: bytes) -> Any:
     return lib.Request(request.method, request.url, headers=headers, content=new_body, extensions=request.extensions)
 
 
+# Error bodies the SDKs close unread before a retry: how much is drained on close so the record gets the
+# provider's message. Only what is already arriving: a few reads, never past these bounds.
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 0.05
+_CONTENT_LENGTH = frozenset({b"content-length"})
+
+
 class TeeStream(*SYNC_STREAM_BASES):  # type: ignore[misc]
-    """A response byte stream that yields the inner stream's raw chunks unchanged and feeds the capture."""
+    """A response byte stream that yields the inner stream's raw chunks unchanged and feeds the capture.
+
+    A stream the caller drops without closing is finished by ``__del__`` (or, if it is closed by a finaliser
+    during a garbage collection, e.g. an SDK's stream generator being collected, by ``close``) as dropped, ending
+    at the last chunk read; one still uncollected at exit is finished by ``open_calls``.
+    """
 
     def __init__(self, inner: Any, pending: PendingCall) -> None:
         self._inner = inner
@@ -186,8 +202,10 @@ class TeeStream(*SYNC_STREAM_BASES):  # type: ignore[misc]
     def __iter__(self) -> Iterator[bytes]:
         pending = self._pending
         feed = pending.feeder()
+        clock = perf_counter
         try:
             for chunk in self._inner:
+                pending.read_at = clock()
                 feed(chunk)
                 yield chunk
         except GeneratorExit:
@@ -201,11 +219,88 @@ class TeeStream(*SYNC_STREAM_BASES):  # type: ignore[misc]
         try:
             self._inner.close()
         finally:
-            self._pending.finish(ABANDONED)
+            self._pending.finish(DROPPED if in_collection() else ABANDONED)
+
+    def __del__(self) -> None:
+        # May run on any thread and during interpreter shutdown: finish() only notes times and appends to a deque.
+        # The inner stream is left alone (closing it could take a lock the collected thread holds).
+        pending = self._pending
+        if not pending.done:
+            with contextlib.suppress(Exception):  # late in shutdown, globals may be gone
+                pending.finish(DROPPED)
+
+
+class _ErrorTeeStream(TeeStream):
+    """:class:`TeeStream` for a response with status >= 400: closed unread, it first drains a small body.
+
+    The SDKs close a 429/5xx without reading it before they retry; the few bytes already arriving carry the
+    provider's message. The drain is bounded by :data:`DRAIN_BYTES` and :data:`DRAIN_SECONDS` (the read timeout
+    of httpcore-based transports is lowered to what is left, through the request's ``timeout`` extension, and the
+    deadline is checked between chunks); what the caller sees does not change, it has closed the response.
+    """
+
+    def __init__(self, inner: Any, pending: PendingCall, extensions: Any) -> None:
+        self._inner = inner
+        self._pending = pending
+        self._extensions = extensions
+
+    def close(self) -> None:
+        pending = self._pending
+        if pending.done or pending.nbytes or in_collection() or not _small_body(pending.resp_headers):
+            super().close()
+            return
+        complete = False
+        try:
+            with contextlib.suppress(Exception):  # a read error or timeout: keep what arrived, record as closed early
+                complete = self._drain(pending)
+        finally:
+            try:
+                self._inner.close()
+            finally:
+                pending.finish(COMPLETE if complete else ABANDONED)
+
+    def _drain(self, pending: PendingCall) -> bool:
+        deadline = perf_counter() + DRAIN_SECONDS
+        ext = self._extensions
+        had_timeout = isinstance(ext, dict) and "timeout" in ext
+        saved = ext.get("timeout") if had_timeout else None
+        if isinstance(ext, dict):
+            ext["timeout"] = {**(saved if isinstance(saved, dict) else {}), "read": DRAIN_SECONDS}
+        try:
+            feed = pending.feeder()
+            drained = 0
+            for chunk in self._inner:
+                feed(chunk)
+                drained += len(chunk)
+                if drained > DRAIN_BYTES or perf_counter() > deadline:
+                    return False
+            return True
+        finally:
+            if had_timeout:
+                ext["timeout"] = saved
+            elif isinstance(ext, dict):
+                ext.pop("timeout", None)
+
+
+def _small_body(headers: Any) -> bool:
+    """Whether an unread body may be drained: no ``content-length`` (read with a deadline) or a small one."""
+    if headers is None:
+        return False
+    raw = header_values(headers, _CONTENT_LENGTH).get(b"content-length")
+    if raw is None:
+        return True
+    try:
+        return int(raw) <= DRAIN_BYTES
+    except ValueError:
+        return False
 
 
 class AsyncTeeStream(*ASYNC_STREAM_BASES):  # type: ignore[misc]
-    """The async twin of :class:`TeeStream`."""
+    """The async twin of :class:`TeeStream`.
+
+    A response whose async generator asyncio closes after the caller dropped it (at garbage collection, or when
+    ``asyncio.run`` ends) is recorded as dropped, ending at the last chunk read.
+    """
 
     def __init__(self, inner: Any, pending: PendingCall) -> None:
         self._inner = inner
@@ -214,8 +309,10 @@ class AsyncTeeStream(*ASYNC_STREAM_BASES):  # type: ignore[misc]
     async def __aiter__(self) -> AsyncIterator[bytes]:
         pending = self._pending
         feed = pending.feeder()
+        clock = perf_counter
         try:
             async for chunk in self._inner:
+                pending.read_at = clock()
                 feed(chunk)
                 yield chunk
         except GeneratorExit:
@@ -229,15 +326,77 @@ class AsyncTeeStream(*ASYNC_STREAM_BASES):  # type: ignore[misc]
         try:
             await self._inner.aclose()
         finally:
-            self._pending.finish(ABANDONED)
+            self._pending.finish(DROPPED if _dropped_async() else ABANDONED)
+
+    def __del__(self) -> None:
+        pending = self._pending
+        if not pending.done:
+            with contextlib.suppress(Exception):  # late in shutdown, globals may be gone
+                pending.finish(DROPPED)
 
 
-def _attach(capturer: Capturer, pending: PendingCall, response: Any, stream_type: type) -> None:
+class _AsyncErrorTeeStream(AsyncTeeStream):
+    """The async twin of :class:`_ErrorTeeStream` (the drain runs under an anyio/asyncio deadline)."""
+
+    def __init__(self, inner: Any, pending: PendingCall, extensions: Any) -> None:
+        self._inner = inner
+        self._pending = pending  # the request's extensions are not needed: a cancel scope bounds the reads
+
+    async def aclose(self) -> None:
+        pending = self._pending
+        if pending.done or pending.nbytes or _dropped_async() or not _small_body(pending.resp_headers):
+            await super().aclose()
+            return
+        complete = False
+        try:
+            with contextlib.suppress(Exception):  # a read error or timeout: keep what arrived, record as closed early
+                complete = await self._drain(pending)
+        finally:
+            try:
+                await self._inner.aclose()
+            finally:
+                pending.finish(COMPLETE if complete else ABANDONED)
+
+    async def _drain(self, pending: PendingCall) -> bool:
+        feed = pending.feeder()
+        drained = 0
+        deadline = perf_counter() + DRAIN_SECONDS
+        with _move_on_after(DRAIN_SECONDS):
+            async for chunk in self._inner:
+                feed(chunk)
+                drained += len(chunk)
+                if drained > DRAIN_BYTES or perf_counter() > deadline:
+                    return False
+            return True
+        return False
+
+
+def _move_on_after(seconds: float) -> Any:
+    """A deadline scope for the running async library (anyio's, which also works under trio)."""
+    try:
+        import anyio
+    except ImportError:  # pragma: no cover - httpx depends on anyio
+        return asyncio.timeout(seconds)
+    return anyio.move_on_after(seconds)
+
+
+def _dropped_async() -> bool:
+    return in_collection() or in_async_generator_finaliser()
+
+
+def _attach(capturer: Capturer, pending: PendingCall, request: Any, response: Any, sync: bool) -> None:
     try:
         pending.attach(response.status_code, response.headers)
-        response.stream = stream_type(response.stream, pending)
+        pending.read_at = perf_counter()
+        if response.status_code < 400:
+            response.stream = (TeeStream if sync else AsyncTeeStream)(response.stream, pending)
+        else:
+            stream_type = _ErrorTeeStream if sync else _AsyncErrorTeeStream
+            response.stream = stream_type(response.stream, pending, request.extensions)
     except Exception as exc:
-        capturer.failed(exc)
+        capturer.failed(exc)  # counted; the response passes through unrecorded
+        if not isinstance(response.stream, TeeStream | AsyncTeeStream):
+            forget_open_call(pending)  # nothing will finish it: not to be recorded at exit either
 
 
 class MonitorTransport(*SYNC_TRANSPORT_BASES):  # type: ignore[misc]
@@ -272,7 +431,7 @@ class MonitorTransport(*SYNC_TRANSPORT_BASES):  # type: ignore[misc]
         except BaseException as exc:
             pending.finish(FAILED, exc)
             raise
-        _attach(capturer, pending, response, TeeStream)
+        _attach(capturer, pending, request, response, True)
         return response
 
     def close(self) -> None:
@@ -321,7 +480,7 @@ class AsyncMonitorTransport(*ASYNC_TRANSPORT_BASES):  # type: ignore[misc]
         except BaseException as exc:
             pending.finish(FAILED, exc)
             raise
-        _attach(capturer, pending, response, AsyncTeeStream)
+        _attach(capturer, pending, request, response, False)
         return response
 
     async def aclose(self) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,8 @@ from ..store.database import Database
 from ..store.dbfile import health, iso, open_existing
 from ..store.export import Format
 from ..store.export import export as export_db
+from ..store.outfile import Output, open_output
+from ..store.outfile import resolve as resolve_output
 from ..store.queries import Filters
 from ..store.retention import prune as prune_db
 from ..store.retention import vacuum
@@ -88,13 +89,18 @@ def prune(args: argparse.Namespace) -> int:
 
 def backup(args: argparse.Namespace) -> int:
     """Copy the database consistently while apps may be writing to it."""
+    dest = args.dest
+    if dest == "-":
+        sys.stdout.flush()
+        dest = f"/dev/fd/{sys.stdout.fileno()}"
     try:
-        result = backup_db(args.db, args.dest, overwrite=args.force)
+        result = backup_db(args.db, dest, overwrite=args.force)
     except (FileExistsError, FileNotFoundError, IsADirectoryError) as exc:
         raise UsageError(str(exc)) from None
     print(
-        f"backed up {args.db} to {result.dest}: {result.calls:,} calls, {size(result.bytes)}"
-        f" in {result.seconds:.1f} s (quick_check ok)"
+        f"backed up {args.db} to {'stdout' if args.dest == '-' else args.dest}: {result.calls:,} calls,"
+        f" {size(result.bytes)} in {result.seconds:.1f} s (quick_check ok)",
+        file=sys.stderr if result.streamed else sys.stdout,  # the copy itself may be on stdout
     )
     return 0
 
@@ -134,24 +140,31 @@ def export_filters(args: argparse.Namespace) -> Filters:
 
 
 @contextlib.contextmanager
-def _output(path: str) -> Iterator[TextIO]:
-    """stdout for ``-``; else a temporary file beside ``path``, renamed into place only when complete."""
-    if path == "-":
+def _output(out: Output | None) -> Iterator[TextIO]:
+    """UTF-8 text (no newline translation) to ``out`` (:mod:`~llm_monitor_mw.store.outfile` rules), or stdout."""
+    if out is None:  # stdout that is no descriptor, e.g. when main() runs in-process under a test's capture
         yield sys.stdout
         sys.stdout.flush()
         return
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UsageError(f"{target.parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with open_output(out) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        yield text
+        text.detach()  # flushes, and leaves closing (after fsync, before the rename) to open_output
+
+
+def _resolve_output(path: str) -> Output | None:
+    """Where ``-o`` points; ``-`` is this process's stdout. Raises :class:`UsageError` for an unusable path."""
+    if path == "-":
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+        sys.stdout.flush()
+        path = f"/dev/fd/{fd}"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            yield out
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        return resolve_output(path)
+    except (FileExistsError, FileNotFoundError, IsADirectoryError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def export(args: argparse.Namespace) -> int:
@@ -159,8 +172,9 @@ def export(args: argparse.Namespace) -> int:
     fmt = export_format(args)
     filters = export_filters(args)
     open_existing(args.db).close()  # a bad database must not leave an output file behind
-    with _output(args.output) as out:
-        count = export_db(args.db, out, fmt, filters, content=args.content)
+    out = _resolve_output(args.output)
+    with _output(out) as text:
+        count = export_db(args.db, text, fmt, filters, content=args.content)
     where = "stdout" if args.output == "-" else args.output
     print(f"exported {count:,} calls as {fmt} to {where}", file=sys.stderr)
     return 0

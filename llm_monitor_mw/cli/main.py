@@ -12,13 +12,13 @@ from .._version import __version__
 from ..store.dbfile import DatabaseFileError
 from ..store.export import FORMATS
 from . import commands, serve
-from .errors import UsageError
+from .errors import CommandFailed, UsageError
 from .timespec import parse_duration, parse_moment
 
 PROG = "llm-monitor"
 
 EXIT_STATUS = """\
-exit status: 0 success, 1 the operation failed (e.g. the database stayed locked, disk full),
+exit status: 0 success, 1 the operation failed (e.g. the database stayed locked, disk full, port in use),
              2 usage error or unusable database (missing, not SQLite, corrupt, written by a newer version)"""
 
 MAIN_EPILOG = f"""\
@@ -33,6 +33,12 @@ examples:
 Run '{PROG} COMMAND --help' for a command's options.
 
 {EXIT_STATUS}"""
+
+
+OUTPUT_RULES = """\
+DEST: a regular file (or a new name) is written under a temporary name and renamed into place when complete;
+an existing file keeps its permissions. A symlink is followed to its target (a dangling one is refused).
+Anything else (/dev/stdout, a FIFO, a device) is written through, never replaced."""
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -141,12 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "backup",
         "copy a database consistently while apps keep writing to it (SQLite online backup)",
-        f"  {PROG} backup llm_monitor.db /backups/llm_monitor-$(date +%F).db\n\n"
-        "The copy is one self-contained file, checked with PRAGMA quick_check before it takes DEST's name.",
+        f"  {PROG} backup llm_monitor.db /backups/llm_monitor-$(date +%F).db\n"
+        f"  {PROG} backup llm_monitor.db - | gzip > llm_monitor.db.gz\n\n"
+        "The copy is one self-contained file, checked with PRAGMA quick_check before it takes DEST's name.\n"
+        f"{OUTPUT_RULES}",
         commands.backup,
     )
     _db(p)
-    p.add_argument("dest", metavar="DEST", help="the backup file to write")
+    p.add_argument("dest", metavar="DEST", help="the backup file to write, - for stdout")
     p.add_argument("--force", action="store_true", help="overwrite DEST if it exists")
 
     p = _command(
@@ -157,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"  {PROG} export llm_monitor.db --format jsonl --status error --since 2026-01-01 --until 2026-02-01\n"
         f"  {PROG} export llm_monitor.db --tag feature:chat --format jsonl | jq .cost_usd\n\n"
         "Times: ISO-8601 (2026-01-31T12:00:00Z; naive = UTC), Unix seconds, or an age back from now (7d, 12h).\n"
-        "Prompt and response text is left out unless --content is given; API keys are never stored.",
+        "Prompt and response text is left out unless --content is given; API keys are never stored.\n"
+        "CSV is spreadsheet-safe: RFC 4180 quoting, and text a spreadsheet would run as a formula (= + - @ |,\n"
+        "also behind spaces, and their full-width forms) starts with a '.\n"
+        f"{OUTPUT_RULES.replace('DEST', 'FILE')}",
         commands.export,
     )
     _db(p)
@@ -198,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except (UsageError, DatabaseFileError) as exc:
         return _fail(str(exc), 2)
+    except CommandFailed as exc:
+        return _fail(str(exc), 1)
     except sqlite3.DatabaseError as exc:
         kind = "corrupt database" if "malformed" in str(exc) or "not a database" in str(exc) else "database error"
         return _fail(f"{kind}: {exc}", 2 if kind == "corrupt database" else 1)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -17,7 +19,7 @@ from starlette.routing import Mount, Route
 from ..monitor import Monitor
 from ..store.dbfile import open_existing
 from ..web.auth import BasicAuth
-from .errors import UsageError
+from .errors import CommandFailed, UsageError
 
 PASSWORD_ENV = "LLM_MONITOR_PASSWORD"  # noqa: S105 - the variable's name, not a password
 USERNAME_ENV = "LLM_MONITOR_USERNAME"
@@ -72,6 +74,25 @@ def build_app(monitor: Monitor, auth: BasicAuth | None, prefix: str) -> Any:
     return Starlette(routes=[Route("/", to_prefix), Mount(prefix, app=app)])
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port`` 0: a free one); :class:`CommandFailed` says why not."""
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET  # as uvicorn decides
+    where = f"[{bare}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    try:
+        return socket.create_server((bare, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {port} is already in use (stop what listens there, or choose another with --port)"
+        elif exc.errno == errno.EACCES:
+            why = f"permission denied for port {port} (ports below 1024 need privileges; try --port 8000)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = f"{bare} is not an address of this machine"
+        else:
+            why = exc.strerror or str(exc)
+        raise CommandFailed(f"cannot listen on {where}: {why}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
     import uvicorn
@@ -79,25 +100,35 @@ def run(args: argparse.Namespace) -> int:
     open_existing(args.db).close()  # refuse a missing, foreign or newer file before anything creates it
     auth = credentials(args)
     prefix = normalize_prefix(args.prefix)
-    if auth is None and not is_loopback(args.host):
-        print(OPEN_WARNING.format(host=args.host, port=args.port, env=PASSWORD_ENV), file=sys.stderr, flush=True)
-    retention_days = args.retention / 86400 if args.retention else None
-    with Monitor(args.db, retention_days=retention_days) as monitor:
-        app = build_app(monitor, auth, prefix)
-        shown = f"[{args.host}]" if ":" in args.host else args.host
-        print(
-            f"llm-monitor: serving {args.db} at http://{shown}:{args.port}{prefix}/"
-            f" ({'basic auth' if auth else 'no auth'}); Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
-        )
-        # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally (closing the monitor) instead
-        # of dying by the signal.
-        previous = signal.signal(signal.SIGTERM, _exit_normally)
-        try:
-            uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not between 0 and 65535")
+    sock = listen(args.host, args.port)  # before saying "serving": a taken port fails here, with its number
+    try:
+        port = sock.getsockname()[1]
+        if auth is None and not is_loopback(args.host):
+            print(OPEN_WARNING.format(host=args.host, port=port, env=PASSWORD_ENV), file=sys.stderr, flush=True)
+        retention_days = args.retention / 86400 if args.retention else None
+        with Monitor(args.db, retention_days=retention_days) as monitor:
+            app = build_app(monitor, auth, prefix)
+            shown = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
+            print(
+                f"llm-monitor: serving {args.db} at http://{shown}:{port}{prefix}/"
+                f" ({'basic auth' if auth else 'no auth'}); Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
+            server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level))
+            # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally (closing the monitor)
+            # instead of dying by the signal.
+            previous = signal.signal(signal.SIGTERM, _exit_normally)
+            try:
+                server.run(sockets=[sock])
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+            if not server.started:
+                raise CommandFailed("the server did not start (see the log above)")
+    finally:
+        sock.close()
     return 0
 
 

@@ -22,18 +22,18 @@ days, whole hours and raw rows at its edges (see :func:`plan`), so sums are exac
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .database import Database
 from .queries import API_COLUMNS, Filters
 from .schema import CALLS
+from .values import PLAUSIBLE, plausible, stored_tags
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -77,40 +77,55 @@ _SUMS = (
     "ttft_sum",
     "ttft_n",
 )
+
+
+# Every sum is total(): SQLite's sum() raises "integer overflow" past 2**63 (one stored 2**63-1 token count would
+# break every later read), total() answers a float and never raises; integer figures are made ints again in Python.
 _RAW_SUMS = (
     "count(*)",
-    "sum(ok = 0)",
-    "coalesce(sum(status_code = 429), 0)",
-    "coalesce(sum(input_tokens), 0)",
-    "coalesce(sum(output_tokens), 0)",
-    "coalesce(sum(total_tokens), 0)",
-    "coalesce(sum(cached_tokens), 0)",
-    "coalesce(sum(reasoning_tokens), 0)",
-    "count(total_tokens)",
-    "total(cost_usd)",
-    "count(cost_usd)",
-    "total(duration_ms)",
-    "count(duration_ms)",
-    "total(ttft_ms)",
-    "count(ttft_ms)",
+    "count(CASE WHEN ok = 0 THEN 1 END)",
+    "count(CASE WHEN status_code = 429 THEN 1 END)",
+    f"total({plausible('input_tokens')})",
+    f"total({plausible('output_tokens')})",
+    f"total({plausible('total_tokens')})",
+    f"total({plausible('cached_tokens')})",
+    f"total({plausible('reasoning_tokens')})",
+    f"count({plausible('total_tokens')})",
+    f"total({plausible('cost_usd')})",
+    f"count({plausible('cost_usd')})",
+    f"total({plausible('duration_ms')})",
+    f"count({plausible('duration_ms')})",
+    f"total({plausible('ttft_ms')})",
+    f"count({plausible('ttft_ms')})",
 )
+_FLOAT_SUMS = frozenset({"cost_usd", "duration_sum", "ttft_sum"})
+"""The :data:`_SUMS` (and :data:`_DIM_SUMS`) that are floats; the others are counts and token sums, ints."""
 _DIM_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
 _DIM_RAW_SUMS = (
     "count(*)",
-    "sum(ok = 0)",
-    "coalesce(sum(input_tokens), 0)",
-    "coalesce(sum(output_tokens), 0)",
-    "coalesce(sum(total_tokens), 0)",
-    "total(cost_usd)",
+    "count(CASE WHEN ok = 0 THEN 1 END)",
+    f"total({plausible('input_tokens')})",
+    f"total({plausible('output_tokens')})",
+    f"total({plausible('total_tokens')})",
+    f"total({plausible('cost_usd')})",
 )
 _DIM_RAW_SOURCES = {
     "route": ("route", f"FROM {CALLS}", "route IS NOT NULL"),
     "user": ('"user"', f"FROM {CALLS}", '"user" IS NOT NULL'),
     "status": ("coalesce(CAST(status_code AS TEXT), 'none')", f"FROM {CALLS}", "1"),
     "error_type": ("coalesce(error_type, '')", f"FROM {CALLS}", "ok = 0"),
-    "tag": ("j.key || ':' || j.value", f"FROM {CALLS}, json_each({CALLS}.tags) AS j", "tags IS NOT NULL"),
+    # tags a foreign writer stored as anything but a JSON object are no tags (json_each raises on invalid JSON, and
+    # a scalar would give a NULL key); nested CASE, because SQLite does not promise that AND short-cuts
+    "tag": (
+        "j.key || ':' || coalesce(j.value, '')",
+        f"FROM {CALLS}, json_each(CASE WHEN json_valid({CALLS}.tags) THEN"
+        f" CASE json_type({CALLS}.tags) WHEN 'object' THEN {CALLS}.tags END END) AS j",
+        "tags IS NOT NULL",
+    ),
 }
 _HIST_BUCKET = f"CAST(floor(log2(max({{col}}, 0.001)) * {HIST_PER_DOUBLING}) AS INTEGER)"
+_HAS = f"{{col}} > -{PLAUSIBLE} AND {{col}} < {PLAUSIBLE}"
+"""A plausible latency (an infinite one would fall in a bucket whose midpoint overflows a float)."""
 
 
 def ensure(db: Database) -> None:
@@ -227,11 +242,11 @@ class Rollups:
             conn.execute(
                 f"""INSERT INTO temp._rollup_latency_models
                     SELECT {key}, provider, coalesce(model, ''), '{metric}', {_HIST_BUCKET.format(col=column)}, count(*)
-                    FROM {CALLS} WHERE {rows} AND {column} IS NOT NULL GROUP BY 1, 2, 3, 5""",
+                    FROM {CALLS} WHERE {rows} AND {_HAS.format(col=column)} GROUP BY 1, 2, 3, 5""",
                 (lo, hi),
             )
         conn.execute(
-            """INSERT INTO temp._rollup_latency SELECT ts, metric, hb, sum(n)
+            """INSERT INTO temp._rollup_latency SELECT ts, metric, hb, total(n)
                FROM temp._rollup_latency_models GROUP BY 1, 2, 3"""
         )
         dim_sums = ", ".join(_DIM_RAW_SUMS)
@@ -250,7 +265,7 @@ class Rollups:
             update = ", ".join(f"{c} = {c} + excluded.{c}" for c in sums)
             for grain, ts in (("hour", "ts"), ("day", f"ts - ts % {DAY}")):
                 others = ", ".join(keys[1:])
-                select = f"SELECT {ts}, {others}, {', '.join(f'sum({c})' for c in sums)}"
+                select = f"SELECT {ts}, {others}, {', '.join(f'total({c})' for c in sums)}"
                 conn.execute(
                     f"""INSERT INTO rollup_{table}_{grain} ({", ".join(keys)}, {", ".join(sums)})
                         {select} FROM temp._rollup_{table} GROUP BY {", ".join(str(i + 1) for i in range(len(keys)))}
@@ -316,9 +331,10 @@ def _rollable(filters: Filters) -> bool:
 
 
 def _row_dict(columns: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
-    row = dict(zip(columns, values, strict=True))
+    # a non-finite float (stored by an old or foreign writer) is unknown: JSON has no Infinity
+    row = {c: None if v.__class__ is float and v - v != 0.0 else v for c, v in zip(columns, values, strict=True)}
     if "tags" in row:
-        row["tags"] = json.loads(row["tags"]) if row["tags"] else {}
+        row["tags"] = stored_tags(row["tags"])
     for flag in ("ok", "streamed"):
         if flag in row:
             row[flag] = bool(row[flag])
@@ -406,7 +422,10 @@ class Analytics:
         keys = ("bucket", *by)
         index = [("bucket", "provider", "model").index(k) for k in keys]
         acc = _add_up(list(self._cube_rows(filters, step).items()), lambda r: tuple(r[0][i] for i in index), 1)
-        return [dict(zip((*keys, *_SUMS), (*key, *sums), strict=True)) for key, sums in sorted(acc.items())]
+        return [
+            dict(zip(keys, key, strict=True)) | _figures(zip(_SUMS, sums, strict=True))
+            for key, sums in sorted(acc.items())
+        ]
 
     def _cube_rows(self, filters: Filters, step: int) -> dict[tuple[Any, ...], list[Any]]:
         """:data:`_SUMS` as a list per ``(bucket, provider, model)``, added up over the segments of the range."""
@@ -430,7 +449,7 @@ class Analytics:
             cond, params = where(f)
             parts = [
                 f"SELECT {bucket} AS bucket, '{metric}' AS metric, {_HIST_BUCKET.format(col=column)} AS hb,"
-                f" count(*) AS n FROM {CALLS} WHERE {cond} AND {column} IS NOT NULL GROUP BY 1, 3"
+                f" count(*) AS n FROM {CALLS} WHERE {cond} AND {_HAS.format(col=column)} GROUP BY 1, 3"
                 for metric, column in (("d", "duration_ms"), ("t", "ttft_ms"))
             ]
             return " UNION ALL ".join(parts), params * 2
@@ -447,9 +466,9 @@ class Analytics:
         sub, params = self._union(filters, step, "latency", "metric, hb", ("n",), raw)
         result = {}
         for bucket, metric, hb, n in self._all(
-            f"SELECT bucket, metric, hb, sum(n) FROM ({sub}) GROUP BY 1, 2, 3", params
+            f"SELECT bucket, metric, hb, total(n) FROM ({sub}) GROUP BY 1, 2, 3", params
         ):
-            result.setdefault(bucket, {"d": {}, "t": {}})[metric][hb] = n
+            result.setdefault(bucket, {"d": {}, "t": {}})[metric][hb] = int(n)
         return result
 
     def _model_histograms(
@@ -462,7 +481,7 @@ class Analytics:
             parts = [
                 f"SELECT {bucket} AS bucket, provider, coalesce(model, '') AS model, '{metric}' AS metric,"
                 f" {_HIST_BUCKET.format(col=column)} AS hb, count(*) AS n"
-                f" FROM {CALLS} WHERE {cond} AND {column} IS NOT NULL GROUP BY 1, 2, 3, 5"
+                f" FROM {CALLS} WHERE {cond} AND {_HAS.format(col=column)} GROUP BY 1, 2, 3, 5"
                 for metric, column in (("d", "duration_ms"), ("t", "ttft_ms"))
             ]
             return " UNION ALL ".join(parts), params * 2
@@ -476,10 +495,10 @@ class Analytics:
             raw,
             rollup_where=_model_conditions(filters),
         )
-        sql = f"SELECT bucket, provider, model, metric, hb, sum(n) FROM ({sub}) GROUP BY 1, 2, 3, 4, 5"
+        sql = f"SELECT bucket, provider, model, metric, hb, total(n) FROM ({sub}) GROUP BY 1, 2, 3, 4, 5"
         result: dict[tuple[int, str, str], dict[str, dict[int, int]]] = {}
         for bucket, provider, model, metric, hb, n in self._all(sql, params):
-            result.setdefault((bucket, provider, model), {"d": {}, "t": {}})[metric][hb] = n
+            result.setdefault((bucket, provider, model), {"d": {}, "t": {}})[metric][hb] = int(n)
         return result
 
     def report(self, filters: Filters, step: int = 0, *, latency: bool = True, model_latency: bool = False) -> Report:
@@ -557,10 +576,11 @@ class Analytics:
             # two statements: SQLite answers a lone min() or max() from the index, both together by a full scan
             first = self._all(f"SELECT min(started_at) FROM {CALLS}")[0][0]
             last = self._all(f"SELECT max(started_at) FROM {CALLS}")[0][0]
+            first, last = _finite_time(first), _finite_time(last)
             filters = replace(
                 filters,
-                since=filters.since if filters.since is not None else math.floor(first or 0),
-                until=filters.until if filters.until is not None else math.floor(last or 0) + 1,
+                since=filters.since if filters.since is not None else math.floor(first),
+                until=filters.until if filters.until is not None else math.floor(last) + 1,
             )
         report = self.report(filters, model_latency=True)
         keys = (
@@ -609,12 +629,12 @@ class Analytics:
             filters, 0, "dims", "dim, value", _DIM_SUMS, raw, rollable=rollable, rollup_where=[("dim = ?", dim)]
         )
         column = {"cost": "cost_usd", "requests": "requests", "errors": "errors"}[order]
-        sums = ", ".join(f"sum({n}) AS {n}" for n in _DIM_SUMS)
+        sums = ", ".join(f"total({n}) AS {n}" for n in _DIM_SUMS)
         sql = (
             f"SELECT value, {sums} FROM ({sub}) GROUP BY value"
-            f" HAVING sum({column}) > 0 ORDER BY round(sum({column}), 9) DESC, value LIMIT ?"
+            f" HAVING total({column}) > 0 ORDER BY round(total({column}), 9) DESC, value LIMIT ?"
         )
-        rows = [dict(zip(("value", *_DIM_SUMS), r, strict=True)) for r in self._all(sql, [*params, limit])]
+        rows = [_figures(zip(("value", *_DIM_SUMS), r, strict=True)) for r in self._all(sql, [*params, limit])]
         if errors_only:
             for row in rows:
                 row.update(
@@ -732,7 +752,21 @@ def _add_up(rows: Sequence[Sequence[Any]], key: Callable[[Any], Any], start: int
 
 
 def _named(sums: dict[Any, list[Any]]) -> dict[Any, dict[str, Any]]:
-    return {k: dict(zip(_SUMS, v, strict=True)) for k, v in sums.items()}
+    return {k: _figures(zip(_SUMS, v, strict=True)) for k, v in sums.items()}
+
+
+def _figures(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Named sums as the pages use them: counts and token sums as ints (``total()`` answers floats), a sum that
+    overflowed to a non-finite float as ``None`` (unknown)."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if value.__class__ is float:
+            if value - value != 0.0:
+                value = None
+            elif name not in _FLOAT_SUMS:
+                value = int(value)
+        out[name] = value
+    return out
 
 
 RawPart = Callable[[Filters, str], tuple[str, list[Any]]]
@@ -762,11 +796,21 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     requests = out.get("requests") or 0
     out["error_rate"] = (out["errors"] / requests) if requests else None
-    out["latency_mean_ms"] = (out["duration_sum"] / out["duration_n"]) if out.get("duration_n") else None
-    out["ttft_mean_ms"] = (out["ttft_sum"] / out["ttft_n"]) if out.get("ttft_n") else None
-    out["cached_share"] = (out["cached_tokens"] / out["input_tokens"]) if out.get("input_tokens") else None
+    out["latency_mean_ms"] = _ratio(out.get("duration_sum"), out.get("duration_n"))
+    out["ttft_mean_ms"] = _ratio(out.get("ttft_sum"), out.get("ttft_n"))
+    out["cached_share"] = _ratio(out.get("cached_tokens"), out.get("input_tokens"))
     out["cost_unknown"] = requests - (out.get("cost_n") or 0)
     return out
+
+
+def _finite_time(ts: Any) -> float:
+    """A stored time stamp usable as a range bound (0 for none, or for a non-numeric or infinite one)."""
+    return ts if isinstance(ts, int | float) and math.isfinite(ts) else 0
+
+
+def _ratio(part: float | None, whole: float | None) -> float | None:
+    """``part / whole``, ``None`` when either is unknown or ``whole`` is 0."""
+    return part / whole if part is not None and whole else None
 
 
 def _finish_dim(row: dict[str, Any]) -> dict[str, Any]:

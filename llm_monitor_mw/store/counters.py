@@ -14,16 +14,23 @@ refreshing at once never count a row twice. Pruning ``calls`` does not lower the
 
 The bucket index is computed in SQL (one ``CASE``), so catching up a million rows is a few range scans.
 The cursor assumes row ids only grow: pruning must keep the newest row (``calls`` has no ``AUTOINCREMENT``).
+Sums are ``total()`` and ``+``, which cannot raise (SQLite's ``sum()`` raises on integer overflow).
+
+``counters_state`` also remembers which label values ``/metrics`` has exposed under their own name (rows named
+``exposed:<label>:<value>``, see :meth:`Counters.remember_shown`), so that the label budget of
+``web/cardinality.py`` keeps showing the same values in every process and after a restart.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .database import Database
 from .schema import CALLS
 from .schema import COUNTER_TOKEN_COLUMNS as TOKEN_COLUMNS
+from .values import plausible
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 """Upper bounds (seconds, inclusive) of the latency histogram buckets; a last ``+Inf`` bucket takes the rest.
@@ -35,7 +42,15 @@ CHUNK = 25_000
 """Rows counted per write transaction, so the writer never waits long for the lock."""
 
 _TOTAL_SUMS = ("requests", "errors", *TOKEN_COLUMNS, "cost_usd")
-_TOTAL_EXPRS = ("count(*)", "sum(ok = 0)", *(f"coalesce(sum({c}), 0)" for c in TOKEN_COLUMNS), "total(cost_usd)")
+# total(), never sum(): SQLite's sum() of integers raises "integer overflow" past 2**63 (one stored row of 2**63-1
+# tokens did, and /metrics answered llm_monitor_database_up 0 for good); total() adds in floating point, and an
+# INTEGER column stores the result back as an integer whenever it is one exactly (any realistic count).
+_TOTAL_EXPRS = (
+    "count(*)",
+    "count(CASE WHEN ok = 0 THEN 1 END)",
+    *(f"total({plausible(c)})" for c in TOKEN_COLUMNS),
+    f"total({plausible('cost_usd')})",
+)
 _KEY = "provider, coalesce(model, '')"
 _RANGE = f"{CALLS}.id > ? AND {CALLS}.id <= ?"
 
@@ -81,6 +96,20 @@ class Snapshot:
     totals: list[Totals]
     histograms: list[Histogram]
     last_id: int
+    shown: frozenset[tuple[str, str]] = frozenset()
+    """``(label, value)`` pairs that ``/metrics`` has exposed under their own name before (see ``remember_shown``)."""
+
+
+_SHOWN = "exposed:"
+"""Prefix of the ``counters_state`` rows naming a label value exposed before: ``exposed:<label>:<value>``."""
+
+
+def _shown(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT name FROM counters_state WHERE name >= ? AND name < ?", (_SHOWN, _SHOWN[:-1] + ";")
+    ).fetchall()
+    pairs = (name[len(_SHOWN) :].split(":", 1) for (name,) in rows)
+    return frozenset((p[0], p[1]) for p in pairs if len(p) == 2)
 
 
 def _last_id(conn: sqlite3.Connection) -> int:
@@ -104,7 +133,7 @@ def _count(conn: sqlite3.Connection, hi: int) -> int:
     for metric, column in LATENCY_METRICS.items():
         conn.execute(
             f"""INSERT INTO counter_latency (provider, model, metric, bucket, n, sum_ms)
-                SELECT {_KEY}, '{metric}', {bucket_case(column)}, count(*), total({column})
+                SELECT {_KEY}, '{metric}', {bucket_case(column)}, count(*), total({plausible(column)})
                 FROM {CALLS} WHERE {_RANGE} AND {column} IS NOT NULL GROUP BY 1, 2, 4
                 ON CONFLICT (provider, model, metric, bucket)
                 DO UPDATE SET n = n + excluded.n, sum_ms = sum_ms + excluded.sum_ms""",
@@ -155,9 +184,20 @@ class Counters:
                 "SELECT provider, model, metric, bucket, n, sum_ms FROM counter_latency ORDER BY 1, 2, 3, 4"
             ).fetchall()
             last_id = _last_id(conn)
+            shown = _shown(conn)
         finally:
             conn.execute("COMMIT")
-        return Snapshot(totals, _histograms(hist_rows), last_id)
+        return Snapshot(totals, _histograms(hist_rows), last_id, shown)
+
+    def remember_shown(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Remember ``(label, value)`` pairs as exposed under their own name (label names hold no ``:``)."""
+        rows = [(f"{_SHOWN}{label}:{value}",) for label, value in pairs]
+        if rows:
+            self.db.write(
+                lambda c: c.executemany(
+                    "INSERT INTO counters_state (name, last_id) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", rows
+                )
+            )
 
 
 def _histograms(rows: list[tuple[str, str, str, int, int, float]]) -> list[Histogram]:

@@ -154,7 +154,11 @@ def health(path: str | os.PathLike[str], *, max_errors: int = 10) -> Health:
 
 
 def iso(ts: float | None) -> str | None:
-    """Unix seconds as ISO-8601 UTC with milliseconds and a ``Z`` (``None`` stays ``None``)."""
+    """Unix seconds as ISO-8601 UTC with milliseconds and a ``Z``; ``None`` for ``None`` and for what no date can
+    show (a stored infinity, a time before year 1 or after 9999)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None

@@ -2,26 +2,27 @@
 
 Rows come oldest first through a cursor (never all in memory), in the same shape as the dashboard's export:
 ``started_at`` as ISO-8601 UTC, ``tags`` as JSON (an object in JSON Lines), ``ok``/``streamed`` as booleans.
-Prompt and response text (``request_content``/``response_content``) is left out unless asked for. CSV cells
-starting with ``= + - @`` (or a tab or CR) get a leading ``'`` so spreadsheets do not run them as formulas.
+Prompt and response text (``request_content``/``response_content``) is left out unless asked for. Cells are
+made by :mod:`.cells`, as the dashboard's are: CSV is spreadsheet-safe (RFC 4180 quoting, formulas neutralised with
+a leading ``'``), JSON never holds ``Infinity``/``NaN``.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any, Literal, TextIO
 
+from .cells import csv_row, csv_writer, dumps, json_row
 from .dbfile import iso, open_existing
 from .queries import API_COLUMNS, DETAIL_COLUMNS, Filters
 from .schema import CALLS
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ALL = Filters()
 """No filter: every call."""
 
@@ -43,19 +44,17 @@ def iter_calls(conn: sqlite3.Connection, names: list[str], filters: Filters = AL
 
 
 def _shaped(row: dict[str, Any]) -> dict[str, Any]:
-    row["started_at"] = iso(row["started_at"])
+    try:
+        row["started_at"] = iso(row["started_at"])
+    except (ValueError, OverflowError, OSError, TypeError):  # a stored time no date can show (e.g. infinity)
+        row["started_at"] = None
     if "tags" in row:
-        row["tags"] = json.loads(row["tags"]) if row["tags"] else {}
+        with contextlib.suppress(ValueError):  # not written by this package: export the text as stored
+            row["tags"] = json.loads(row["tags"]) if row["tags"] else {}
     for flag in ("ok", "streamed"):
         if flag in row and row[flag] is not None:
             row[flag] = bool(row[flag])
     return row
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def export(
@@ -68,6 +67,8 @@ def export(
 ) -> int:
     """Write the calls matching ``filters`` to ``out`` as ``csv`` or ``jsonl``; returns how many were written.
 
+    Open ``out`` with ``newline=""``: CSV records end in ``\\r\\n`` and fields may hold either character.
+
     Raises :class:`~llm_monitor_mw.store.dbfile.DatabaseFileError` when ``db_path`` is not a usable database.
     """
     if format not in FORMATS:
@@ -78,16 +79,13 @@ def export(
         count = 0
         if format == "jsonl":
             for row in iter_calls(conn, names, filters):
-                out.write(json.dumps(_shaped(row), ensure_ascii=False, separators=(",", ":")) + "\n")
+                out.write(dumps(json_row(_shaped(row))) + "\n")
                 count += 1
             return count
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out)
         writer.writerow(names)
         for row in iter_calls(conn, names, filters):
-            shaped = _shaped(row)
-            if "tags" in shaped:
-                shaped["tags"] = json.dumps(shaped["tags"], separators=(",", ":")) if shaped["tags"] else ""
-            writer.writerow([_csv_cell(shaped[c]) for c in names])
+            writer.writerow(csv_row(_shaped(row), names))
             count += 1
         return count
     finally:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from .database import Database
 from .schema import CALLS
+from .values import stored_tags
 
 API_COLUMNS = (
     "id",
@@ -104,8 +104,13 @@ class Filters:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         if self.tag is not None:
-            clauses.append("tags IS NOT NULL AND json_extract(tags, ?) = ?")
-            params.extend([f'$."{self.tag[0]}"', self.tag[1]])
+            # json_each, not json_extract(tags, '$."key"'): a JSON path cannot spell every key (a '"' is a syntax
+            # error), and it does not match keys stored \u-escaped (json.dumps escapes non-ASCII) at all.
+            clauses.append(
+                "tags IS NOT NULL AND json_valid(tags) AND EXISTS (SELECT 1 FROM json_each(tags) AS t"
+                " WHERE t.key = ? AND t.value = ?)"
+            )
+            params.extend(self.tag)
         if self.q:
             pattern = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append("(error LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' OR model LIKE ? ESCAPE '\\')")
@@ -117,7 +122,7 @@ def _row(columns: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
     row = dict(zip(columns, values, strict=True))
     row["streamed"] = bool(row["streamed"])
     row["ok"] = bool(row["ok"])
-    row["tags"] = json.loads(row["tags"]) if row["tags"] else {}
+    row["tags"] = stored_tags(row["tags"])
     return row
 
 

@@ -5,14 +5,23 @@ the GIL). On overflow the item is dropped and counted, never blocking and never 
 writer thread turns queued items into rows with the ``prepare`` callable it was given (parsing and pricing happen
 there), inserts them in one ``BEGIN IMMEDIATE`` transaction per batch, and retries while another process holds
 the write lock.
+
+One record never takes another with it: when a batch fails for a reason other than the database (busy after the
+retries, unreachable, full, read-only), its records are inserted one by one, and a record that still fails is
+retried once with its unstorable values (integers outside SQLite's 64 bits, non-finite floats, types SQLite
+cannot bind) set to NULL and named in its ``error`` column; only then is it counted as failed. Non-finite floats
+are set to NULL (and noted) in every row, as they would break the sums and the JSON of every later read.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
+import math
 import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -66,7 +75,7 @@ def record_row(record: CallRecord) -> tuple[Any, ...]:
         record.ratelimit_remaining_tokens,
         record.retry_after_s,
         record.response_bytes,
-        json.dumps(record.tags, separators=(",", ":")) if record.tags else None,
+        json.dumps(record.tags, separators=(",", ":"), default=str) if record.tags else None,
         record.request_content,
         record.response_content,
         record.route,
@@ -80,6 +89,81 @@ def insert_records(db: Database, records: Sequence[CallRecord]) -> None:
     """Insert ``records`` in one transaction (retried while the database is busy)."""
     rows = [record_row(r) for r in records]
     db.write(lambda conn: conn.executemany(_INSERT, rows))
+
+
+_COLUMN_NAMES = tuple(CALL_COLUMNS)
+_ERROR = _COLUMN_NAMES.index("error")
+_FLOATS = tuple(i for i, t in enumerate(CALL_COLUMNS.values()) if t is float)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def finite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` with non-finite floats (inf, -inf, NaN) set to NULL and named in its ``error`` column."""
+    bad = [i for i in _FLOATS if (v := row[i]).__class__ is float and v - v != 0.0]  # inf - inf and NaN are NaN
+    if not bad:
+        return row
+    values = list(row)
+    for i in bad:
+        values[i] = None
+    values[_ERROR] = _note(values[_ERROR], [f"{_COLUMN_NAMES[i]} not finite" for i in bad])
+    return tuple(values)
+
+
+def storable_row(record: CallRecord) -> tuple[Any, ...]:
+    """The row of ``record`` with every value SQLite cannot store set to NULL and named in its ``error`` column:
+    integers outside 64 bits, non-finite floats, strings that are not valid Unicode, other types."""
+    values: list[Any] = []
+    notes: list[str] = []
+    for name in _COLUMN_NAMES:
+        try:
+            value: Any = getattr(record, name)
+            if name in ("ok", "streamed"):
+                value = 1 if value else 0
+            elif name == "model":
+                value = record.response_model or record.request_model
+            elif name == "tags":
+                value = json.dumps(value, separators=(",", ":"), default=str) if value else None
+        except Exception as exc:
+            values.append(None)
+            notes.append(f"{name} not storable ({type(exc).__name__})")
+            continue
+        problem = _unstorable(value)
+        if problem:
+            value = None
+            notes.append(f"{name} {problem}")
+        values.append(value)
+    if notes:
+        error = values[_ERROR]
+        values[_ERROR] = _note(error if isinstance(error, str) else None, notes)
+    return tuple(values)
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why SQLite cannot store ``value`` (``None`` if it can)."""
+    if value is None or value.__class__ in (bytes, bool):
+        return None
+    if isinstance(value, int):
+        return None if _INT64[0] <= value <= _INT64[1] else "out of the 64-bit integer range"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "not finite"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "not valid Unicode"
+        return None
+    return f"of unstorable type {type(value).__name__}"
+
+
+def _note(error: str | None, notes: list[str]) -> str:
+    text = "store: " + ", ".join(notes) + " (stored as NULL)"
+    return f"{error}; {text}" if error else text
+
+
+def database_trouble(exc: BaseException) -> bool:
+    """Whether ``exc`` is about the database (busy, unreachable, full, read-only, I/O), not about the rows:
+    inserting row by row would fail the same way."""
+    return isinstance(exc, (sqlite3.OperationalError, sqlite3.InternalError)) or type(exc) is sqlite3.DatabaseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +213,7 @@ class Writer:
         self.dropped = 0
         self.failed = 0
         self.last_write_at: float | None = None
+        self._deadline: float | None = None  # set while draining at exit: busy retries stop there
         _register_exit_flush(self)
 
     # ---- caller's path -------------------------------------------------------------------------------------
@@ -185,6 +270,37 @@ class Writer:
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             thread.join(timeout)
 
+    def close_at_exit(self, timeout: float = 5.0) -> None:
+        """:meth:`close` for interpreter exit: never starts a thread (Python 3.12+ refuses new threads then, and
+        3.11 can hang); when none is running in this process, what is queued is written on the calling thread,
+        for at most ``timeout`` seconds."""
+        if self._closed:
+            return
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            self.close(timeout)
+            return
+        self._closed = True
+        if self._pid != os.getpid():
+            self._after_fork()
+        self._drain_inline(time.monotonic() + timeout)
+
+    def _drain_inline(self, deadline: float) -> None:
+        """Write the queue on this thread until it is empty or ``deadline`` passes (then what is left is dropped,
+        and counted)."""
+        queue = self._queue
+        self._deadline = deadline
+        try:
+            while queue and time.monotonic() < deadline:
+                self._drain_batch(queue)
+        finally:
+            self._deadline = None
+        left = sum(1 for item in queue if not isinstance(item, _Flush))
+        if left:
+            self.dropped += left
+            logger.error("llm_monitor_mw: %d call record(s) not written to %s before exit", left, self.db.path)
+        queue.clear()
+
     def stats(self) -> WriterStats:
         return WriterStats(
             queued=sum(1 for item in list(self._queue) if not isinstance(item, _Flush)),
@@ -224,6 +340,8 @@ class Writer:
             while queue:
                 self._drain_batch(queue)
             if self._closed and not queue:
+                with contextlib.suppress(Exception):
+                    self.db.close()  # this thread's connection: the file is released once the writer is closed
                 return
 
     def _drain_batch(self, queue: deque[Any]) -> None:
@@ -246,13 +364,48 @@ class Writer:
 
     def _write(self, records: list[CallRecord]) -> None:
         try:
-            insert_records(self.db, records)
+            rows = [finite_row(record_row(r)) for r in records]
         except Exception:
-            self.failed += len(records)
-            logger.exception("llm_monitor_mw: could not write %d call record(s) to %s", len(records), self.db.path)
-        else:
-            self.written += len(records)
+            rows = None  # some record cannot even be turned into a row: one by one below
+        if rows is not None:
+            try:
+                self.db.write(lambda conn: conn.executemany(_INSERT, rows), deadline=self._deadline)
+            except Exception as exc:
+                if database_trouble(exc):
+                    self.failed += len(records)
+                    logger.exception(
+                        "llm_monitor_mw: could not write %d call record(s) to %s", len(records), self.db.path
+                    )
+                    return
+            else:
+                self.written += len(records)
+                self.last_write_at = time.time()
+                return
+        self._write_one_by_one(records)
+
+    def _write_one_by_one(self, records: list[CallRecord]) -> None:
+        """After a batch failed because of its rows: each record alone, then cleaned, then counted as failed."""
+        for n, record in enumerate(records):
+            try:
+                self._insert_one(finite_row(record_row(record)))
+            except Exception as exc:
+                if database_trouble(exc):
+                    self.failed += len(records) - n
+                    logger.exception(
+                        "llm_monitor_mw: could not write %d call record(s) to %s", len(records) - n, self.db.path
+                    )
+                    return
+                try:
+                    self._insert_one(storable_row(record))
+                except Exception:
+                    self.failed += 1
+                    logger.exception("llm_monitor_mw: could not write a call record to %s", self.db.path)
+                    continue
+            self.written += 1
             self.last_write_at = time.time()
+
+    def _insert_one(self, row: tuple[Any, ...]) -> None:
+        self.db.write(lambda conn: conn.execute(_INSERT, row), deadline=self._deadline)
 
 
 _writers: weakref.WeakSet[Writer] = weakref.WeakSet()
@@ -287,6 +440,6 @@ def _flush_all_at_exit() -> None:
             logger.exception("llm_monitor_mw: exit hook %r failed", hook)
     for writer in list(_writers):
         try:
-            writer.close(timeout=5.0)
+            writer.close_at_exit(timeout=5.0)
         except Exception:  # pragma: no cover - best effort at shutdown
             logger.exception("llm_monitor_mw: flush at exit failed")

@@ -16,7 +16,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import _parse_basic
+from .gate import Gate
 from .pages import is_fragment, render_page
+from .params import ParamError, parse_id
 from .urls import url_for
 
 if TYPE_CHECKING:
@@ -67,8 +69,8 @@ class AlertsPage:
 
     def acknowledge(self, request: Request) -> Response:
         try:
-            alert_id = int(request.path_params["id"])
-        except ValueError:
+            alert_id = parse_id("id", request.path_params["id"])
+        except ParamError:
             return self._render(
                 request,
                 "error.html",
@@ -87,11 +89,11 @@ class AlertsPage:
         return RedirectResponse(url_for(request, "alerts"), status_code=303)
 
 
-def routes(monitor: Monitor, env: Environment) -> list[BaseRoute]:
-    """The Alerts page's routes."""
+def routes(monitor: Monitor, env: Environment, gate: Gate) -> list[BaseRoute]:
+    """The Alerts page's routes, each run behind ``gate``."""
     page = AlertsPage(monitor, env)
     return [
-        Route("/alerts", page.page, methods=["GET"]),
-        Route("/fragments/alerts/body", page.body, methods=["GET"]),
-        Route("/alerts/{id}/acknowledge", page.acknowledge, methods=["POST"]),
+        Route("/alerts", gate.endpoint(page.page), methods=["GET"]),
+        Route("/fragments/alerts/body", gate.endpoint(page.body), methods=["GET"]),
+        Route("/alerts/{id}/acknowledge", gate.endpoint(page.acknowledge), methods=["POST"]),
     ]

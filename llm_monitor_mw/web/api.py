@@ -1,46 +1,39 @@
-"""The JSON API: ``api/requests``, ``api/requests/{id}``, ``api/summary``, ``api/stats``."""
+"""The JSON API: ``api/requests``, ``api/requests/{id}``, ``api/summary``, ``api/stats``.
+
+Handlers are plain functions: the app runs them behind its :class:`~.gate.Gate`, in threads of its own.
+Every answer is a :class:`~.responses.JSONAnswer`; a bad parameter is ``400 {"error": ..., "parameter": ...}``.
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..store.analytics import Analytics
+from ..store.dbfile import iso
 from ..store.queries import Filters
-from .params import ParamError, iso, parse_choice, parse_int, parse_time
+from .gate import Gate
+from .params import ParamError, parse_choice, parse_id, parse_int, parse_tag, parse_text, parse_time
+from .responses import JSONAnswer
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
 
 MAX_LIMIT = 1000
+MAX_OFFSET = 10**9
 MAX_Q = 200
 """Longest ``q=`` text search accepted."""
-_TAG_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
-
-def parse_tag(value: str | None) -> tuple[str, str] | None:
-    """``tag=key:value`` as ``(key, value)``; the key is letters, digits, ``_ - .`` (it goes into a JSON path)."""
-    if value is None or value == "":
-        return None
-    key, sep, tag_value = value.partition(":")
-    if not sep:
-        raise ParamError("tag", f"{value!r} is not key:value")
-    if not _TAG_KEY.fullmatch(key):
-        raise ParamError("tag", "the key must be 1-100 letters, digits, '_', '-' or '.'")
-    return key, tag_value
+__all__ = ["MAX_LIMIT", "MAX_Q", "bad_request", "parse_q", "parse_tag", "routes"]
 
 
 def parse_q(value: str | None) -> str | None:
-    """The ``q=`` text search (at most :data:`MAX_Q` characters)."""
-    if value is None or value == "":
-        return None
-    if len(value) > MAX_Q:
-        raise ParamError("q", f"must be at most {MAX_Q} characters")
-    return value
+    """The ``q=`` text search (at most :data:`MAX_Q` characters, no control characters)."""
+    return parse_text("q", value, max_length=MAX_Q)
 
 
 def _filters(request: Request) -> Filters:
@@ -53,11 +46,11 @@ def _filters(request: Request) -> Filters:
     return Filters(
         since=since,
         until=until,
-        provider=q.get("provider") or None,
-        model=q.get("model") or None,
+        provider=parse_text("provider", q.get("provider")),
+        model=parse_text("model", q.get("model")),
         ok=None if status is None else status == "ok",
-        route=q.get("route") or None,
-        user=q.get("user") or None,
+        route=parse_text("route", q.get("route")),
+        user=parse_text("user", q.get("user")),
         tag=parse_tag(q.get("tag")),
         q=parse_q(q.get("q")),
     )
@@ -68,35 +61,37 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def bad_request(exc: ParamError) -> JSONResponse:
-    return JSONResponse({"error": exc.message, "parameter": exc.parameter}, status_code=400)
+def bad_request(exc: ParamError) -> JSONAnswer:
+    """``400`` naming the bad parameter."""
+    return JSONAnswer({"error": exc.message, "parameter": exc.parameter}, status_code=400)
 
 
-def routes(monitor: Monitor) -> list[Route]:
-    """The API routes, bound to ``monitor``'s queries."""
+def routes(monitor: Monitor, gate: Gate) -> list[Route]:
+    """The API routes, bound to ``monitor``'s queries, each run behind ``gate``."""
     queries = monitor.queries
     analytics = Analytics(monitor.db)
 
-    async def list_requests(request: Request) -> JSONResponse:
+    def list_requests(request: Request) -> Response:
         try:
             filters = _filters(request)
             limit = parse_int("limit", request.query_params.get("limit"), default=50, minimum=1, maximum=MAX_LIMIT)
-            offset = parse_int("offset", request.query_params.get("offset"), default=0, minimum=0, maximum=10**9)
+            offset = parse_int("offset", request.query_params.get("offset"), default=0, minimum=0, maximum=MAX_OFFSET)
         except ParamError as exc:
             return bad_request(exc)
         items, total = queries.requests(filters, limit=limit, offset=offset)
-        return JSONResponse({"items": [_item(r) for r in items], "total": total, "limit": limit, "offset": offset})
+        return JSONAnswer({"items": [_item(r) for r in items], "total": total, "limit": limit, "offset": offset})
 
-    async def get_request(request: Request) -> JSONResponse:
-        raw = request.path_params["id"]
-        if not raw.isdigit():
-            return bad_request(ParamError("id", f"{raw!r} is not a request id"))
-        row = queries.request(int(raw))
+    def get_request(request: Request) -> Response:
+        try:
+            call_pk = parse_id("id", request.path_params["id"])
+        except ParamError as exc:
+            return bad_request(exc)
+        row = queries.request(call_pk)
         if row is None:
-            return JSONResponse({"error": f"no request with id {raw}"}, status_code=404)
-        return JSONResponse(_item(row))
+            return JSONAnswer({"error": f"no request with id {call_pk}"}, status_code=404)
+        return JSONAnswer(_item(row))
 
-    async def summary(request: Request) -> JSONResponse:
+    def summary(request: Request) -> Response:
         try:
             filters = _filters(request)
         except ParamError as exc:
@@ -104,16 +99,17 @@ def routes(monitor: Monitor) -> list[Route]:
         data = analytics.summary(filters)
         data["since"] = iso(filters.since)
         data["until"] = iso(filters.until)
-        return JSONResponse(data)
+        return JSONAnswer(data)
 
-    async def stats(request: Request) -> JSONResponse:
+    def stats(request: Request) -> Response:
         data = monitor.stats()
         data["last_write_at"] = iso(data["last_write_at"])
-        return JSONResponse(data)
+        return JSONAnswer(data)
 
-    return [
-        Route("/api/requests", list_requests, methods=["GET"]),
-        Route("/api/requests/{id}", get_request, methods=["GET"]),
-        Route("/api/summary", summary, methods=["GET"]),
-        Route("/api/stats", stats, methods=["GET"]),
-    ]
+    handlers: dict[str, Callable[[Request], Response]] = {
+        "/api/requests": list_requests,
+        "/api/requests/{id}": get_request,
+        "/api/summary": summary,
+        "/api/stats": stats,
+    }
+    return [Route(path, gate.endpoint(handler, "json"), methods=["GET"]) for path, handler in handlers.items()]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, request_response
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,9 +18,11 @@ from . import alerts, api, pages
 from .auth import Auth, AuthMiddleware
 from .bearer import BearerTokenGate
 from .csrf import CSRFMiddleware
+from .gate import Gate
 from .health import health_endpoint
 from .metrics import metrics_endpoint
 from .resources import resource_dir
+from .responses import JSONAnswer
 from .templating import create_environment
 
 if TYPE_CHECKING:
@@ -61,6 +63,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+OPS_CONCURRENCY = 2
+"""Slots for ``/metrics`` and ``/health`` (scrapes and probes are few; each one's SQL is short)."""
+OPS_QUEUE_TIMEOUT = 5.0
+"""How long a scrape or probe waits for a slot (within Prometheus's default 10 s scrape timeout)."""
+
 _warned_open = False
 
 
@@ -80,30 +87,39 @@ def create_app(
     *,
     metrics_token: str | None = None,
     health_checks: Sequence[str] = (),
+    concurrency: int | None = None,
+    queue_timeout: float = 1.0,
 ) -> ASGIApp:
     """The app that ``Monitor.asgi_app()`` returns: routes inside CSRF, auth and security-header layers.
 
     Security headers are outermost so that even a 401 carries them; auth wraps everything, static files too.
     ``metrics_token`` lets ``Authorization: Bearer <token>`` reach ``/metrics`` and ``/health`` (only those
     handlers) without ``auth``; ``health_checks`` are provider URLs ``/health`` checks for reachability.
+
+    Dashboard, API and alerts handlers run behind one :class:`~.gate.Gate` of ``concurrency`` slots (default: the
+    CPUs, at least 2) in threads of their own; a request that waits ``queue_timeout`` seconds for a slot gets 503
+    with ``Retry-After``. ``/metrics`` and ``/health`` have a small gate of their own (:data:`OPS_CONCURRENCY`
+    slots, :data:`OPS_QUEUE_TIMEOUT`): a busy dashboard must not fail a load balancer's health check or a scrape.
     """
     env = create_environment()
-    metrics = metrics_endpoint(monitor)
-    health = health_endpoint(monitor, health_checks)
+    gate = Gate(concurrency, queue_timeout=queue_timeout, name="dashboard")
+    ops = Gate(OPS_CONCURRENCY, queue_timeout=OPS_QUEUE_TIMEOUT, name="ops")
+    metrics = ops.endpoint(metrics_endpoint(monitor), "json")
+    health = ops.endpoint(health_endpoint(monitor, health_checks), "json")
 
     async def http_error(request: Request, exc: Any) -> Response:
         status = getattr(exc, "status_code", 500)
         detail = getattr(exc, "detail", "internal error")
-        return JSONResponse({"error": detail}, status_code=status)
+        return JSONAnswer({"error": detail}, status_code=status)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": "internal error in llm-monitor-mw; see the server log"}, status_code=500)
+        return JSONAnswer({"error": "internal error in llm-monitor-mw; see the server log"}, status_code=500)
 
     app = Starlette(
         routes=[
-            *pages.routes(monitor, env),
-            *alerts.routes(monitor, env),
-            *api.routes(monitor),
+            *pages.routes(monitor, env, gate),
+            *alerts.routes(monitor, env, gate),
+            *api.routes(monitor, gate),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=str(resource_dir("static"))), name="static"),
@@ -116,6 +132,6 @@ def create_app(
     else:
         wrapped = AuthMiddleware(wrapped, auth)
     if metrics_token is not None:
-        granted = {"/metrics": request_response(metrics), "/health": request_response(health)}
+        granted: dict[str, ASGIApp] = {"/metrics": metrics, "/health": health}
         wrapped = BearerTokenGate(wrapped, metrics_token, granted)
     return SecurityHeaders(wrapped)

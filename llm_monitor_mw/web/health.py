@@ -2,9 +2,17 @@
 
 Unhealthy (503): the SQLite file cannot be opened, read or locked for writing, or the writer is failing (writes
 failed since its last successful one, or its queue is full so records are being dropped). A file busy with another
-process's write is healthy: someone is writing to it. Opt-in provider checks (``health_checks=[url, ...]``) only
-make the status ``degraded`` (still 200): an unreachable provider is not this instance's fault, and taking every
-instance out of a load balancer would not help.
+process's write is healthy: someone is writing to it.
+
+Degraded (still 200), with the reason in ``problems``:
+
+* the dashboard's (and ``/metrics``') own reads fail while recording works (``database.read_path_ok`` false and
+  ``database.read_path_error`` naming the read: a dropped or damaged roll-up or counter table, a corrupt page).
+  Not 503, because this endpoint is often the host app's load-balancer or liveness check: a 503 would take the
+  instance out of service or restart it, stopping the calls it makes and their recording, which still works, and
+  a restart repairs no table. The operator needs to know (an alert on ``status != "ok"``), not the host to stop.
+* an opt-in provider check (``health_checks=[url, ...]``) failed: an unreachable provider is not this instance's
+  fault, and taking every instance out of a load balancer would not help.
 """
 
 from __future__ import annotations
@@ -24,8 +32,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .._version import __version__
+from ..store.dbfile import iso
 from ..store.probe import probe
-from .params import iso
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
@@ -117,7 +125,10 @@ def health_endpoint(monitor: Monitor, provider_urls: Sequence[str] = ()) -> Call
         if queue_full:
             problems.append("writer queue full: records are being dropped")
         unreachable = [p.url for p in providers if not p.reachable]
-        status = "unhealthy" if problems else "degraded" if unreachable else "ok"
+        reads_failing = db.reachable and db.read_path_ok is False
+        status = "unhealthy" if problems else "degraded" if unreachable or reads_failing else "ok"
+        if reads_failing:
+            problems.append(f"dashboard reads failing: {db.read_path_error}")
         problems.extend(f"provider unreachable: {url}" for url in unreachable)
         body: dict[str, Any] = {
             "status": status,

@@ -4,6 +4,9 @@ Call metrics come from the cumulative counter tables in the shared SQLite file (
 to date at each scrape, so every worker process of an app answers with the same totals: the calls made by all of
 them. The monitor's own queue/drop/failure figures are per process (labelled ``pid``), and so are the standard
 ``process_*``/``python_*`` metrics: they describe whichever worker answered the scrape.
+
+Each of the ``provider``, ``model`` and ``status`` labels shows at most ``Monitor(metrics_max_label_values=100)``
+values; the rest are summed under ``other`` (``web/cardinality.py`` says which values keep their name).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from starlette.responses import Response
 
 from .._version import __version__
 from ..store.counters import LATENCY_BUCKETS_S, Counters, Histogram, Snapshot
+from .cardinality import DEFAULT_MAX_LABEL_VALUES, LABELS, Fold, ValueStats, check_limit
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
@@ -59,10 +63,15 @@ def _model(model: str) -> str:
 
 
 class CallCollector:
-    """LLM call metrics from the shared database: identical whichever process serves the scrape."""
+    """LLM call metrics from the shared database: identical whichever process serves the scrape.
 
-    def __init__(self, counters: Counters) -> None:
+    ``max_label_values`` bounds the distinct values of each of ``provider``, ``model`` and ``status``
+    (see ``web/cardinality.py``: the rest are summed under ``other``).
+    """
+
+    def __init__(self, counters: Counters, max_label_values: int = DEFAULT_MAX_LABEL_VALUES) -> None:
         self.counters = counters
+        self.max_label_values = check_limit(max_label_values)
 
     def describe(self) -> list[Metric]:
         """Nothing, so that registering the collector does not touch the database."""
@@ -81,12 +90,29 @@ class CallCollector:
             up.add_metric([], 0)
             yield up
             return
+        fold = Fold.choose(label_stats(snapshot), self.max_label_values, snapshot.shown)
+        if new := fold.shown - snapshot.shown:
+            try:
+                self.counters.remember_shown(new)
+            except sqlite3.Error:  # the next scrape tries again; this one is still right
+                logger.warning("llm_monitor_mw: cannot remember the label values shown by /metrics", exc_info=True)
         up.add_metric([], 1)
         yield up
-        yield from _call_metrics(snapshot)
+        yield from _call_metrics(snapshot, fold)
 
 
-def _call_metrics(snapshot: Snapshot) -> Iterator[Metric]:
+def label_stats(snapshot: Snapshot) -> dict[str, dict[str, ValueStats]]:
+    """Per label under the budget, per stored value: requests and successful requests (see ``cardinality``)."""
+    sums: dict[str, dict[str, list[float]]] = {label: {} for label in LABELS}
+    for t in snapshot.totals:
+        for label, value in (("provider", t.provider), ("model", _model(t.model)), ("status", t.status)):
+            figures = sums[label].setdefault(value, [0, 0])
+            figures[0] += t.requests
+            figures[1] += t.requests - t.errors
+    return {label: {v: ValueStats(*f) for v, f in values.items()} for label, values in sums.items()}
+
+
+def _call_metrics(snapshot: Snapshot, fold: Fold) -> Iterator[Metric]:
     labels = ["provider", "model"]
     requests = CounterMetricFamily(
         "llm_requests_total",
@@ -113,16 +139,20 @@ def _call_metrics(snapshot: Snapshot) -> Iterator[Metric]:
         "Estimated cost of LLM API requests in US dollars (unknown prices count 0).",
         labels=labels,
     )
+    per_status: dict[tuple[str, str, str], float] = {}
     per_model: dict[tuple[str, str], dict[str, float]] = {}
     for t in snapshot.totals:
-        key = (t.provider, _model(t.model))
-        requests.add_metric([*key, t.status], t.requests)
+        key = (fold.label("provider", t.provider), fold.label("model", _model(t.model)))
+        status_key = (*key, fold.label("status", t.status))
+        per_status[status_key] = per_status.get(status_key, 0) + t.requests
         sums = per_model.setdefault(key, dict.fromkeys(("errors", "n429", "cost_usd", *TOKEN_TYPES), 0))
         sums["errors"] += t.errors
         sums["n429"] += t.requests if t.status == "429" else 0
         sums["cost_usd"] += t.cost_usd
         for label, field in TOKEN_TYPES.items():
             sums[label] += getattr(t, field)
+    for status_key, n in per_status.items():
+        requests.add_metric(list(status_key), n)
     for key, sums in per_model.items():
         errors.add_metric(list(key), sums["errors"])
         rate_limited.add_metric(list(key), sums["n429"])
@@ -130,23 +160,29 @@ def _call_metrics(snapshot: Snapshot) -> Iterator[Metric]:
         for label in TOKEN_TYPES:
             tokens.add_metric([*key, label], sums[label])
     yield from (requests, errors, rate_limited, tokens, cost)
-    yield from _histograms(snapshot.histograms)
+    yield from _histograms(snapshot.histograms, fold)
 
 
-def _histograms(histograms: list[Histogram]) -> Iterator[Metric]:
+def _histograms(histograms: list[Histogram], fold: Fold) -> Iterator[Metric]:
     families = {
         metric: HistogramMetricFamily(name, doc, labels=["provider", "model"])
         for metric, (name, doc) in HISTOGRAMS.items()
     }
+    folded: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}
     for h in histograms:
-        family = families.get(h.metric)
-        if family is None:
+        if h.metric not in families:
             continue
+        key = (h.metric, fold.label("provider", h.provider), fold.label("model", _model(h.model)))
+        counts, total = folded.setdefault(key, ([0] * len(h.counts), [0.0]))
+        for i, n in enumerate(h.counts):
+            counts[i] += n
+        total[0] += h.sum_seconds
+    for (metric, provider, model), (counts, total) in folded.items():
         cumulative, running = [], 0
-        for label, n in zip(_BUCKET_LABELS, h.counts, strict=True):
+        for label, n in zip(_BUCKET_LABELS, counts, strict=True):
             running += n
             cumulative.append((label, running))
-        family.add_metric([h.provider, _model(h.model)], cumulative, h.sum_seconds)
+        families[metric].add_metric([provider, model], cumulative, total[0])
     yield from families.values()
 
 
@@ -195,7 +231,7 @@ class MonitorCollector:
 def build_registry(monitor: Monitor, counters: Counters | None = None) -> CollectorRegistry:
     """A private registry (never the global one): call metrics, the monitor's own, process, platform and GC."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CallCollector(counters or Counters(monitor.db)))
+    registry.register(CallCollector(counters or Counters(monitor.db), monitor.metrics_max_label_values))
     registry.register(MonitorCollector(monitor))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

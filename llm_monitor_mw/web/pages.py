@@ -3,16 +3,14 @@
 Every page is a full HTML page on a direct load. With ``HX-Request`` (and not a history restore) a page URL answers
 with its content partial (tabs, toolbar and regions: what filter forms swap into ``#content``), and each
 ``fragments/...`` URL answers with one auto-refreshed region; loaded directly, a fragment URL renders its page.
-All of these responses carry ``Vary: HX-Request``. Handlers are plain functions, so Starlette runs them (and their
-SQLite reads) in its thread pool.
+All of these responses carry ``Vary: HX-Request``. Handlers are plain functions: the app runs them (and their
+SQLite reads) behind its :class:`~.gate.Gate`, in threads of its own, never in the pool the host app uses.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,10 +24,22 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from ..store import cells
 from ..store.analytics import SORTABLE, Analytics, Report
+from ..store.dbfile import iso
 from ..store.queries import API_COLUMNS, Filters
 from . import charts
-from .params import ParamError, iso, parse_choice, parse_int, parse_time
+from .gate import Gate
+from .params import (
+    ParamError,
+    check_text,
+    parse_choice,
+    parse_id,
+    parse_int,
+    parse_tag,
+    parse_text,
+    parse_time,
+)
 from .templating import render
 from .urls import url_for
 
@@ -131,6 +141,8 @@ class View:
 
 
 QUERY_KEYS = ("range", "since", "until", "provider", "model", "status", "route", "user", "tag", "q")
+MAX_PARAM = 400
+"""Longest value of any known parameter (the text filters have tighter limits of their own)."""
 LIST_KEYS = ("sort", "dir", "limit", "offset", "rank")
 
 
@@ -138,7 +150,7 @@ def parse_view(request: Request, *, now: float | None = None) -> View:
     """Parse the query string into a :class:`View`; raises :class:`ParamError` naming a bad parameter."""
     q = request.query_params
     now = time.time() if now is None else now
-    raw = {k: q[k] for k in (*QUERY_KEYS, *LIST_KEYS) if q.get(k)}
+    raw = {k: check_text(k, q[k], max_length=MAX_PARAM) for k in (*QUERY_KEYS, *LIST_KEYS) if q.get(k)}
     until = parse_time("until", q.get("until"), now=now)
     since = parse_time("since", q.get("since"), now=now)
     end = now if until is None else until
@@ -153,12 +165,7 @@ def parse_view(request: Request, *, now: float | None = None) -> View:
     if end - since > 400 * 86400:
         raise ParamError("since", "ranges longer than 400 days are not supported")
     status = parse_choice("status", q.get("status"), ("ok", "error"))
-    tag: tuple[str, str] | None = None
-    if q.get("tag"):
-        key, sep, value = q["tag"].partition(":")
-        if not sep or not key.strip():
-            raise ParamError("tag", "use key:value, e.g. feature:search")
-        tag = (key.strip(), value.strip())
+    tag = parse_tag(q.get("tag"))
     sort = q.get("sort") or "time"
     if sort not in SORTABLE:
         raise ParamError("sort", f"must be one of {', '.join(SORTABLE)}")
@@ -169,13 +176,13 @@ def parse_view(request: Request, *, now: float | None = None) -> View:
     filters = Filters(
         since=since,
         until=end,
-        provider=q.get("provider") or None,
-        model=q.get("model") or None,
+        provider=parse_text("provider", q.get("provider")),
+        model=parse_text("model", q.get("model")),
         ok=None if status is None else status == "ok",
-        route=q.get("route") or None,
-        user=q.get("user") or None,
+        route=parse_text("route", q.get("route")),
+        user=parse_text("user", q.get("user")),
         tag=tag,
-        q=(q.get("q") or "").strip() or None,
+        q=parse_text("q", q.get("q"), strip=True),
     )
     return View(
         range=preset,
@@ -592,12 +599,13 @@ class Pages:
         return StreamingResponse(_json(rows), media_type="application/json", headers=headers)
 
     def detail(self, request: Request) -> Response:
-        raw = request.path_params["id"]
-        if not raw.isdigit() or len(raw) > 18:
-            return self._bad_request(request, ParamError("id", f"{raw!r} is not a request id"))
-        row = self.monitor.queries.request(int(raw))
+        try:
+            call_pk = parse_id("id", request.path_params["id"])
+        except ParamError as exc:
+            return self._bad_request(request, exc)
+        row = self.monitor.queries.request(call_pk)
         if row is None:
-            return self._not_found(request, f"No request with id {raw}. It may have been deleted by retention.")
+            return self._not_found(request, f"No request with id {call_pk}. It may have been deleted by retention.")
         try:
             view = parse_view(request)
         except ParamError as exc:
@@ -717,25 +725,17 @@ class Pages:
         return self._page(request, "errors", {"body": self._errors_body}, region)
 
 
-def _csv_cell(value: Any) -> Any:
-    """Stored text as a CSV cell that spreadsheets will not run as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def _export_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "started_at": iso(row["started_at"])}
 
 
 def _csv(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    """``requests.csv``: the same cells as ``llm-monitor export`` (see :mod:`..store.cells`), 500 rows a chunk."""
+    buffer = io.StringIO(newline="")
+    writer = cells.csv_writer(buffer)
     writer.writerow(API_COLUMNS)
     for i, row in enumerate(rows, 1):
-        out = _export_row(row)
-        out["tags"] = json.dumps(out["tags"], separators=(",", ":")) if out["tags"] else ""
-        writer.writerow([_csv_cell(out[c]) for c in API_COLUMNS])
+        writer.writerow(cells.csv_row(_export_row(row), API_COLUMNS))
         if i % 500 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -744,18 +744,19 @@ def _csv(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 
 
 def _json(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """``requests.json``: one array, never ``Infinity``/``NaN`` (see :mod:`..store.cells`), 500 rows a chunk."""
     yield "["
     chunk: list[str] = []
     for i, row in enumerate(rows):
-        chunk.append(("," if i else "") + "\n" + json.dumps(_export_row(row), separators=(",", ":")))
+        chunk.append(("," if i else "") + "\n" + cells.dumps(cells.json_row(_export_row(row))))
         if len(chunk) >= 500:
             yield "".join(chunk)
             chunk = []
     yield "".join(chunk) + "\n]\n"
 
 
-def routes(monitor: Monitor, env: Environment) -> list[BaseRoute]:
-    """The dashboard's routes, bound to ``monitor``'s data, rendering with ``env``."""
+def routes(monitor: Monitor, env: Environment, gate: Gate) -> list[BaseRoute]:
+    """The dashboard's routes, bound to ``monitor``'s data, rendering with ``env``, each run behind ``gate``."""
     pages = Pages(monitor, env)
 
     def region(handler: Callable[..., Response], name: str) -> Callable[[Request], Response]:
@@ -764,18 +765,28 @@ def routes(monitor: Monitor, env: Environment) -> list[BaseRoute]:
 
         return endpoint
 
+    def export(fmt: str) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            return pages.export(request, fmt)
+
+        return endpoint
+
+    handlers: dict[str, Callable[[Request], Response]] = {
+        "/": pages.overview,
+        "/requests": pages.requests,
+        "/requests.csv": export("csv"),
+        "/requests.json": export("json"),
+        "/requests/{id}": pages.detail,
+        "/costs": pages.costs,
+        "/errors": pages.errors,
+        "/fragments/overview/kpis": region(pages.overview, "kpis"),
+        "/fragments/overview/charts": region(pages.overview, "charts"),
+        "/fragments/overview/top": region(pages.overview, "top"),
+        "/fragments/requests/table": region(pages.requests, "table"),
+        "/fragments/costs/body": region(pages.costs, "body"),
+        "/fragments/errors/body": region(pages.errors, "body"),
+    }
     return [
-        Route("/", pages.overview, methods=["GET"]),
-        Route("/requests", pages.requests, methods=["GET"]),
-        Route("/requests.csv", lambda r: pages.export(r, "csv"), methods=["GET"]),
-        Route("/requests.json", lambda r: pages.export(r, "json"), methods=["GET"]),
-        Route("/requests/{id}", pages.detail, methods=["GET"]),
-        Route("/costs", pages.costs, methods=["GET"]),
-        Route("/errors", pages.errors, methods=["GET"]),
-        Route("/fragments/overview/kpis", region(pages.overview, "kpis"), methods=["GET"]),
-        Route("/fragments/overview/charts", region(pages.overview, "charts"), methods=["GET"]),
-        Route("/fragments/overview/top", region(pages.overview, "top"), methods=["GET"]),
-        Route("/fragments/requests/table", region(pages.requests, "table"), methods=["GET"]),
-        Route("/fragments/costs/body", region(pages.costs, "body"), methods=["GET"]),
-        Route("/fragments/errors/body", region(pages.errors, "body"), methods=["GET"]),
+        Route(path, gate.endpoint(handler, "json" if path.endswith(".json") else "html"), methods=["GET"])
+        for path, handler in handlers.items()
     ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
+
+from llm_monitor_mw.demo import DEFAULT_DB
 
 from .helpers import free_port
 
@@ -42,4 +45,14 @@ def test_demo_serves_and_records_calls(cli: Path, tmp_path: Path) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert f"demo app:        http://127.0.0.1:{port}/chat?q=hello" in out
+    assert f"database:        {db}" in out
     assert db.exists()
+
+
+def test_the_readme_names_the_demo_database_the_demo_uses(cli: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    usage = re.search(r"llm-monitor demo \[--port (\d+)\] \[--db ([^\]]+)\]", readme)
+    assert usage, "README: the `llm-monitor demo [--port N] [--db FILE]` line is gone"
+    assert (int(usage[1]), usage[2]) == (8000, DEFAULT_DB)
+    shown = subprocess.run([str(cli), "demo", "--help"], capture_output=True, text=True, timeout=60)
+    assert f"(default: {DEFAULT_DB})" in " ".join(shown.stdout.split()) and "(default: 8000)" in shown.stdout

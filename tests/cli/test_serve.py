@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -110,16 +112,56 @@ def test_loud_warning_when_open_beyond_loopback(
 ) -> None:
     import uvicorn
 
-    calls: list[dict] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))  # nothing is bound in this test
+    calls: list[tuple[str, int]] = []
+
+    def bound_but_not_served(self: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        calls.append(sockets[0].getsockname()[:2])
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", bound_but_not_served)  # bound on a free port, never served
     monkeypatch.delenv("LLM_MONITOR_PASSWORD", raising=False)
-    assert main(["serve", str(db), "--host", "0.0.0.0", "--port", "8123"]) == 0
+    assert main(["serve", str(db), "--host", "0.0.0.0", "--port", "0"]) == 0
     err = capsys.readouterr().err
-    assert "WARNING: llm-monitor is serving the dashboard WITHOUT AUTHENTICATION on 0.0.0.0:8123" in err
-    assert calls == [{"host": "0.0.0.0", "port": 8123, "log_level": "warning"}]
+    ((host, port),) = calls
+    assert host == "0.0.0.0" and port > 0
+    assert f"WARNING: llm-monitor is serving the dashboard WITHOUT AUTHENTICATION on 0.0.0.0:{port}" in err
+    assert f"serving {db} at http://0.0.0.0:{port}/ (no auth)" in err
     monkeypatch.setenv("LLM_MONITOR_PASSWORD", "pw")
-    assert main(["serve", str(db), "--host", "0.0.0.0", "--port", "8123"]) == 0
+    assert main(["serve", str(db), "--host", "0.0.0.0", "--port", "0"]) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+def test_busy_port_fails_before_claiming_to_serve(cli: Path, db: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = run(cli, "serve", db, "--port", port, timeout=30)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert result.stdout == "" and "serving" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"llm-monitor: error: cannot listen on 127.0.0.1:{port}: port {port} is already in use"
+        " (stop what listens there, or choose another with --port)\n"
+    )
+
+
+def test_port_zero_serves_on_a_free_port_and_says_which(cli: Path, db: Path) -> None:
+    proc = subprocess.Popen([str(cli), "serve", str(db), "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        while not lines or "serving" not in lines[-1]:  # after the app's own no-auth warning
+            lines.append(proc.stderr.readline())
+            assert lines[-1], lines  # EOF: it exited
+        match = re.search(r"serving .* at http://127\.0\.0\.1:(\d+)/ \(no auth\)", lines[-1])
+        assert match, lines
+        assert httpx.get(f"http://127.0.0.1:{match[1]}/api/summary", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert proc.returncode == 0
 
 
 @pytest.mark.parametrize(

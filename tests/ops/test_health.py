@@ -47,7 +47,14 @@ def test_a_fresh_monitor_is_healthy(monitor: Monitor) -> None:
         "status": "ok",
         "version": __version__,
         "pid": os.getpid(),
-        "database": {"reachable": True, "writable": True, "busy": False, "error": None},
+        "database": {
+            "reachable": True,
+            "writable": True,
+            "busy": False,
+            "error": None,
+            "read_path_ok": True,
+            "read_path_error": None,
+        },
         "writer": {
             "failing": False,
             "queue_depth": 0,
@@ -124,8 +131,16 @@ def test_a_busy_file_is_healthy_but_a_full_queue_is_not(tmp_path: Path) -> None:
         try:
             response = app.get("/health")
             assert response.status_code == 200
-            assert response.json()["database"] == {"reachable": True, "writable": None, "busy": True, "error": None}
+            assert response.json()["database"] == {
+                "reachable": True,
+                "writable": None,
+                "busy": True,
+                "error": None,
+                "read_path_ok": True,  # WAL: readers are not blocked by a writer
+                "read_path_error": None,
+            }
             monitor.writer.prepare = lambda r: r  # type: ignore[method-assign]
+            monitor.writer.start()  # as a call beginning does (submit never starts the thread)
             monitor.writer.submit(call())
             deadline = time.monotonic() + 10
             while monitor.stats()["queued"] and time.monotonic() < deadline:  # the writer takes it, waits for the lock
@@ -193,3 +208,57 @@ def test_provider_urls_are_checked_when_building_the_app(monitor: Monitor) -> No
             monitor.asgi_app(health_checks=bad)
         with pytest.raises(ValueError, match="health_checks"):
             monitor.wsgi_app(health_checks=bad)
+
+
+def test_a_dropped_roll_up_table_is_degraded_with_the_reason(monitor: Monitor) -> None:
+    app = TestClient(monitor.asgi_app(), raise_server_exceptions=False)
+    insert(monitor, [call(), call()])
+    pages = ("/?range=7d", "/costs?range=7d")
+    assert [app.get(page).status_code for page in pages] == [200, 200]
+    assert health(monitor)[1]["status"] == "ok"
+    monitor.db.write(lambda conn: conn.execute("DROP TABLE rollup_calls_hour"))
+    assert all(app.get(page).status_code != 200 for page in pages)  # the dashboard's read path really fails
+    status, body = health(monitor)
+    reason = "rollup_calls_hour of the last day: no such table: rollup_calls_hour"
+    assert status == 200 and body["status"] == "degraded"  # recording still works: see web/health.py
+    assert body["database"] == {
+        "reachable": True,
+        "writable": True,
+        "busy": False,
+        "error": None,
+        "read_path_ok": False,
+        "read_path_error": reason,
+    }
+    assert body["problems"] == [f"dashboard reads failing: {reason}"]
+    insert(monitor, [call()])
+    assert health(monitor)[1]["writer"]["written"] == 3  # and calls are still recorded
+
+
+def test_a_corrupt_roll_up_page_is_degraded(monitor: Monitor) -> None:
+    app = TestClient(monitor.asgi_app(), raise_server_exceptions=False)
+    insert(monitor, [call() for _ in range(20)])
+    assert app.get("/api/summary?range=7d").status_code == 200  # builds the roll-ups
+    conn = monitor.db.connect().conn
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'rollup_calls_day'").fetchone()[0]
+    assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # every page is in the main file
+    with open(monitor.path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)
+    status, body = health(monitor)
+    assert status == 200 and body["status"] == "degraded"
+    assert body["database"]["writable"] is True and body["database"]["read_path_ok"] is False
+    assert body["database"]["read_path_error"] == "rollup_calls_day: database disk image is malformed"
+    assert body["problems"] == ["dashboard reads failing: rollup_calls_day: database disk image is malformed"]
+
+
+def test_an_unreadable_counter_table_shows_in_health_and_metrics(monitor: Monitor) -> None:
+    app = TestClient(monitor.asgi_app())
+    insert(monitor, [call()])
+    assert "llm_monitor_database_up 1.0" in app.get("/metrics").text
+    monitor.db.write(lambda conn: conn.execute("DROP TABLE counter_totals"))
+    insert(monitor, [call()])
+    assert "llm_monitor_database_up 0.0" in app.get("/metrics").text
+    status, body = health(monitor)
+    assert status == 200 and body["status"] == "degraded"
+    assert body["problems"] == ["dashboard reads failing: counter_totals: no such table: counter_totals"]

@@ -22,22 +22,27 @@ def streams_by_default(op: str) -> bool:
     return False
 
 
+def streamed_body(op: str) -> bool:
+    return False
+
+
 def _usage(usage: Any, parsed: Parsed) -> None:
     """Anthropic reports uncached input apart from cache reads/writes; OTel's input includes all three."""
     if not isinstance(usage, dict):
         return
-    uncached = as_int(usage.get("input_tokens"))
-    created = as_int(usage.get("cache_creation_input_tokens"))
-    read = as_int(usage.get("cache_read_input_tokens"))
+    parsed.saw_usage = True
+    uncached = as_int(usage.get("input_tokens"), parsed, "usage.input_tokens")
+    created = as_int(usage.get("cache_creation_input_tokens"), parsed, "usage.cache_creation_input_tokens")
+    read = as_int(usage.get("cache_read_input_tokens"), parsed, "usage.cache_read_input_tokens")
     if uncached is not None:
-        parsed.input_tokens = add(add(uncached, created), read)
+        parsed.input_tokens = add(parsed, "input_tokens", uncached, created, read)
         parsed.cache_creation_tokens = created
         parsed.cached_tokens = read
-    out = as_int(usage.get("output_tokens"))
+    out = as_int(usage.get("output_tokens"), parsed, "usage.output_tokens")
     if out is not None:
         parsed.output_tokens = out
     parsed.total_tokens = (
-        parsed.input_tokens + parsed.output_tokens
+        add(parsed, "total_tokens", parsed.input_tokens, parsed.output_tokens)
         if parsed.input_tokens is not None and parsed.output_tokens is not None
         else None
     )
@@ -73,6 +78,10 @@ def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
         delta = event.get("delta")
         if isinstance(delta, dict) and delta.get("stop_reason"):
             parsed.finish_reason = delta["stop_reason"]
+            # The stop reason and the output usage are the end of the information: clients such as litellm close
+            # the stream here, without reading message_stop, and the call is complete all the same.
+            if isinstance(event.get("usage"), dict):
+                parsed.completed = True
     elif kind == "content_block_delta":
         if want_text:
             delta = event.get("delta")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..numbers import checked_sum, count
+
 
 @dataclass(slots=True)
 class Parsed:
@@ -21,7 +23,11 @@ class Parsed:
     error_type: str | None = None
     error: str | None = None
     completed: bool = False
-    """For streams: the provider's end-of-stream marker was seen."""
+    """The response's terminal information is in (end-of-stream marker, or final usage and stop reason)."""
+    saw_usage: bool = False
+    """A usage object was read (OpenAI streams: the final chunk that reports usage)."""
+    notes: list[str] = field(default_factory=list)
+    """Values that were rejected (``usage.prompt_tokens=1e+30 out of range; stored as NULL``)."""
     text_parts: list[str] = field(default_factory=list)
     """Response text, collected only when content capture is on."""
 
@@ -37,6 +43,9 @@ class Family(Protocol):
     def streams_by_default(self, operation: str) -> bool:
         """Whether a request without a ``"stream"`` flag streams (Ollama does)."""
 
+    def streamed_body(self, operation: str) -> bool:
+        """Whether a successful plain (non-SSE, non-NDJSON) response to this operation is itself a stream."""
+
     def parse_body(self, operation: str, body: Any, parsed: Parsed, want_text: bool) -> None:
         """Read a complete (non-streamed) JSON body into ``parsed``."""
 
@@ -44,15 +53,17 @@ class Family(Protocol):
         """Read one decoded stream event (SSE ``data`` or NDJSON line) into ``parsed``."""
 
 
-def as_int(value: Any) -> int | None:
-    """An int from a JSON number, else ``None`` (bools are not token counts)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+def as_int(value: Any, parsed: Parsed, name: str) -> int | None:
+    """A token count from a JSON number: ``None`` if absent, ``None`` plus a note on ``parsed`` if invalid.
+
+    Valid means an int (not a bool) or an integral float, in ``[0, 2**53)``; see :mod:`..numbers`.
+    """
+    return count(value, name, parsed.notes)
+
+
+def add(parsed: Parsed, name: str, *values: int | None) -> int | None:
+    """Sum where ``None`` is unknown (unknown only if all are); ``None`` plus a note if it reaches ``2**53``."""
+    return checked_sum(parsed.notes, name, *values)
 
 
 def dig(obj: Any, *keys: str) -> Any:
@@ -62,15 +73,6 @@ def dig(obj: Any, *keys: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
-
-
-def add(a: int | None, b: int | None) -> int | None:
-    """Sum where ``None`` is unknown: unknown only if both are."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
 
 
 def error_from(obj: Any, parsed: Parsed) -> bool:

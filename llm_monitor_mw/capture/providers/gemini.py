@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Parsed, as_int, dig, error_from
+from .base import Parsed, add, as_int, dig, error_from
 
 name = "gemini"
 
@@ -34,23 +34,33 @@ def streams_by_default(op: str) -> bool:
     return op == "stream_generate_content"
 
 
+def streamed_body(op: str) -> bool:
+    """``streamGenerateContent`` without ``alt=sse`` streams a JSON array of responses."""
+    return op == "stream_generate_content"
+
+
 def _read(chunk: dict[str, Any], parsed: Parsed, want_text: bool) -> None:
     if isinstance(chunk.get("modelVersion"), str):
         parsed.response_model = chunk["modelVersion"]
     meta = chunk.get("usageMetadata")
     if isinstance(meta, dict):
-        prompt = as_int(meta.get("promptTokenCount"))
-        tool_prompt = as_int(meta.get("toolUsePromptTokenCount"))
-        candidates = as_int(meta.get("candidatesTokenCount"))
-        thoughts = as_int(meta.get("thoughtsTokenCount"))
-        parsed.input_tokens = prompt + (tool_prompt or 0) if prompt is not None else None
-        # A response with no candidates text reports no candidatesTokenCount: that is zero output, not unknown.
-        if prompt is not None or candidates is not None:
-            parsed.output_tokens = (candidates or 0) + (thoughts or 0)
+        parsed.saw_usage = True
+        prompt = as_int(meta.get("promptTokenCount"), parsed, "usageMetadata.promptTokenCount")
+        tool_prompt = as_int(meta.get("toolUsePromptTokenCount"), parsed, "usageMetadata.toolUsePromptTokenCount")
+        candidates = as_int(meta.get("candidatesTokenCount"), parsed, "usageMetadata.candidatesTokenCount")
+        thoughts = as_int(meta.get("thoughtsTokenCount"), parsed, "usageMetadata.thoughtsTokenCount")
+        parsed.input_tokens = add(parsed, "input_tokens", prompt, tool_prompt) if prompt is not None else None
+        # A response with no candidates text reports no candidatesTokenCount: that is zero output, not unknown
+        # (an invalid one is unknown).
+        if candidates is None and meta.get("candidatesTokenCount") is not None:
+            parsed.output_tokens = None
+        elif prompt is not None or candidates is not None:
+            parsed.output_tokens = add(parsed, "output_tokens", candidates or 0, thoughts)
         parsed.reasoning_tokens = thoughts if thoughts is not None else (0 if prompt is not None else None)
-        parsed.cached_tokens = as_int(meta.get("cachedContentTokenCount"))
+        cached = meta.get("cachedContentTokenCount")
+        parsed.cached_tokens = as_int(cached, parsed, "usageMetadata.cachedContentTokenCount")
         if parsed.input_tokens is not None and parsed.output_tokens is not None:
-            parsed.total_tokens = parsed.input_tokens + parsed.output_tokens
+            parsed.total_tokens = add(parsed, "total_tokens", parsed.input_tokens, parsed.output_tokens)
     candidates_list = chunk.get("candidates")
     if isinstance(candidates_list, list) and candidates_list and isinstance(candidates_list[0], dict):
         first = candidates_list[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Parsed, as_int, dig, error_from
+from .base import Parsed, add, as_int, dig, error_from
 
 name = "ollama"
 
@@ -28,6 +28,10 @@ def streams_by_default(op: str) -> bool:
     return op in ("chat", "text_completion")
 
 
+def streamed_body(op: str) -> bool:
+    return False
+
+
 def _read(obj: dict[str, Any], op: str, parsed: Parsed, want_text: bool) -> None:
     if isinstance(obj.get("model"), str):
         parsed.response_model = obj["model"]
@@ -36,7 +40,8 @@ def _read(obj: dict[str, Any], op: str, parsed: Parsed, want_text: bool) -> None
         if isinstance(text, str):
             parsed.text_parts.append(text)
     if op == "embeddings":
-        parsed.input_tokens = as_int(obj.get("prompt_eval_count"))
+        parsed.saw_usage = True
+        parsed.input_tokens = as_int(obj.get("prompt_eval_count"), parsed, "prompt_eval_count")
         parsed.output_tokens = 0 if parsed.input_tokens is not None else None
         parsed.total_tokens = parsed.input_tokens
         parsed.completed = True
@@ -45,10 +50,11 @@ def _read(obj: dict[str, Any], op: str, parsed: Parsed, want_text: bool) -> None
         parsed.completed = True
         parsed.finish_reason = obj.get("done_reason") or "stop"
         # Ollama omits prompt_eval_count when the whole prompt came from its cache: unknown, not zero.
-        parsed.input_tokens = as_int(obj.get("prompt_eval_count"))
-        parsed.output_tokens = as_int(obj.get("eval_count"))
+        parsed.saw_usage = True
+        parsed.input_tokens = as_int(obj.get("prompt_eval_count"), parsed, "prompt_eval_count")
+        parsed.output_tokens = as_int(obj.get("eval_count"), parsed, "eval_count")
         if parsed.input_tokens is not None and parsed.output_tokens is not None:
-            parsed.total_tokens = parsed.input_tokens + parsed.output_tokens
+            parsed.total_tokens = add(parsed, "total_tokens", parsed.input_tokens, parsed.output_tokens)
 
 
 def parse_body(op: str, body: Any, parsed: Parsed, want_text: bool) -> None:

@@ -44,24 +44,43 @@ def streams_by_default(op: str) -> bool:
     return False
 
 
+def streamed_body(op: str) -> bool:
+    return False
+
+
 def _usage(usage: Any, parsed: Parsed, op: str) -> None:
     if not isinstance(usage, dict):
         return
+    parsed.saw_usage = True
     if op == "responses":
-        parsed.input_tokens = as_int(usage.get("input_tokens"))
-        parsed.output_tokens = as_int(usage.get("output_tokens"))
-        parsed.cached_tokens = as_int(dig(usage, "input_tokens_details", "cached_tokens"))
-        parsed.reasoning_tokens = as_int(dig(usage, "output_tokens_details", "reasoning_tokens"))
+        parsed.input_tokens = as_int(usage.get("input_tokens"), parsed, "usage.input_tokens")
+        parsed.output_tokens = as_int(usage.get("output_tokens"), parsed, "usage.output_tokens")
+        parsed.cached_tokens = as_int(
+            dig(usage, "input_tokens_details", "cached_tokens"), parsed, "usage.input_tokens_details.cached_tokens"
+        )
+        parsed.reasoning_tokens = as_int(
+            dig(usage, "output_tokens_details", "reasoning_tokens"),
+            parsed,
+            "usage.output_tokens_details.reasoning_tokens",
+        )
     else:
-        parsed.input_tokens = as_int(usage.get("prompt_tokens"))
-        out = as_int(usage.get("completion_tokens"))
+        parsed.input_tokens = as_int(usage.get("prompt_tokens"), parsed, "usage.prompt_tokens")
+        out = as_int(usage.get("completion_tokens"), parsed, "usage.completion_tokens")
         if op == "embeddings" and out is None and parsed.input_tokens is not None:
             out = 0  # embeddings produce no output tokens: a known zero
         parsed.output_tokens = out
-        parsed.cached_tokens = as_int(dig(usage, "prompt_tokens_details", "cached_tokens"))
-        parsed.reasoning_tokens = as_int(dig(usage, "completion_tokens_details", "reasoning_tokens"))
-    total = as_int(usage.get("total_tokens"))
-    parsed.total_tokens = total if total is not None else add(parsed.input_tokens, parsed.output_tokens)
+        parsed.cached_tokens = as_int(
+            dig(usage, "prompt_tokens_details", "cached_tokens"), parsed, "usage.prompt_tokens_details.cached_tokens"
+        )
+        parsed.reasoning_tokens = as_int(
+            dig(usage, "completion_tokens_details", "reasoning_tokens"),
+            parsed,
+            "usage.completion_tokens_details.reasoning_tokens",
+        )
+    total = as_int(usage.get("total_tokens"), parsed, "usage.total_tokens")
+    if total is None and parsed.input_tokens is not None and parsed.output_tokens is not None:
+        total = add(parsed, "total_tokens", parsed.input_tokens, parsed.output_tokens)
+    parsed.total_tokens = total
 
 
 def _responses_text(response: dict[str, Any], parsed: Parsed) -> None:
@@ -138,3 +157,7 @@ def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
             text = dig(first, "delta", "content") if op == "chat" else first.get("text")
             if isinstance(text, str):
                 parsed.text_parts.append(text)
+    # With the stop reason and the usage chunk in, nothing is left but [DONE]: a client that closes before it
+    # has the whole call.
+    if parsed.finish_reason is not None and parsed.saw_usage:
+        parsed.completed = True

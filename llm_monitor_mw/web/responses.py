@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-
-def finite(value: Any) -> Any:
-    """``value`` with every non-finite float (``inf``, ``nan``: old databases hold some) replaced by ``None``."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
+from ..store.cells import finite
 
 
 class JSONAnswer(JSONResponse):

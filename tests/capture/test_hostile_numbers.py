@@ -11,7 +11,7 @@ import email.utils
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from llm_monitor_mw.capture.numbers import COUNT_LIMIT, MAX_WAIT_S, count, heade
 from llm_monitor_mw.capture.providers import anthropic, gemini, ollama
 from llm_monitor_mw.capture.providers import openai as openai_family
 from llm_monitor_mw.capture.providers.base import Parsed
-from tests.capture.scripted_server import Reply, ScriptedApp, json_reply, ndjson_reply, serve, sse_reply
+from tests.capture.scripted_server import Reply, ScriptedApp, json_reply, ndjson_reply, sse_reply
 from tests.conftest import records
 
 TOKEN_FIELDS = (
@@ -40,17 +40,6 @@ TOKEN_FIELDS = (
 NAN = float("nan")
 HOSTILE = [1e30, 10**20, -5, "12", True, NAN, 2**63 - 1, 2**53, 12.5, [3], {"n": 1}]
 VALID = [0, 12, 12.0, 2**53 - 1]
-
-
-@pytest.fixture(scope="module")
-def app() -> ScriptedApp:
-    return ScriptedApp()
-
-
-@pytest.fixture(scope="module")
-def base_url(app: ScriptedApp) -> Iterator[str]:
-    with serve(app) as url:
-        yield url
 
 
 # ---- one case per family and shape: where the value goes, the field that must be NULL, the note's name ----------

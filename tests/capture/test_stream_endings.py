@@ -4,7 +4,6 @@ from the response, Google's ``models/`` prefix. Real SDKs against a scripted uvi
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -14,23 +13,12 @@ import pytest
 
 from llm_monitor_mw import Monitor
 from llm_monitor_mw.fake_llm import FakeLLMServer
-from tests.capture.scripted_server import Reply, ScriptedApp, json_reply, serve, sse_reply
+from tests.capture.scripted_server import Reply, ScriptedApp, json_reply, sse_reply
 from tests.conftest import only_record, records
 from tests.httplibs import libs_for_anthropic
 
 PAUSE = 0.5  # before the last event: the caller has closed by then
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(scope="module")
-def app() -> ScriptedApp:
-    return ScriptedApp()
-
-
-@pytest.fixture(scope="module")
-def base_url(app: ScriptedApp) -> Iterator[str]:
-    with serve(app) as url:
-        yield url
 
 
 def anthropic_events(with_stop: bool = True) -> list[Any]:

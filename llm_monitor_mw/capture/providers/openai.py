@@ -48,35 +48,29 @@ def streamed_body(op: str) -> bool:
     return False
 
 
+# The Responses API names the usage fields input/output; chat completions and embeddings name them prompt/completion.
+_USAGE_NAMES = {"responses": ("input", "output")}
+_DEFAULT_USAGE_NAMES = ("prompt", "completion")
+
+
 def _usage(usage: Any, parsed: Parsed, op: str) -> None:
     if not isinstance(usage, dict):
         return
     parsed.saw_usage = True
-    if op == "responses":
-        parsed.input_tokens = as_int(usage.get("input_tokens"), parsed, "usage.input_tokens")
-        parsed.output_tokens = as_int(usage.get("output_tokens"), parsed, "usage.output_tokens")
-        parsed.cached_tokens = as_int(
-            dig(usage, "input_tokens_details", "cached_tokens"), parsed, "usage.input_tokens_details.cached_tokens"
-        )
-        parsed.reasoning_tokens = as_int(
-            dig(usage, "output_tokens_details", "reasoning_tokens"),
-            parsed,
-            "usage.output_tokens_details.reasoning_tokens",
-        )
-    else:
-        parsed.input_tokens = as_int(usage.get("prompt_tokens"), parsed, "usage.prompt_tokens")
-        out = as_int(usage.get("completion_tokens"), parsed, "usage.completion_tokens")
-        if op == "embeddings" and out is None and parsed.input_tokens is not None:
-            out = 0  # embeddings produce no output tokens: a known zero
-        parsed.output_tokens = out
-        parsed.cached_tokens = as_int(
-            dig(usage, "prompt_tokens_details", "cached_tokens"), parsed, "usage.prompt_tokens_details.cached_tokens"
-        )
-        parsed.reasoning_tokens = as_int(
-            dig(usage, "completion_tokens_details", "reasoning_tokens"),
-            parsed,
-            "usage.completion_tokens_details.reasoning_tokens",
-        )
+    inp, out_name = _USAGE_NAMES.get(op, _DEFAULT_USAGE_NAMES)
+    parsed.input_tokens = as_int(usage.get(f"{inp}_tokens"), parsed, f"usage.{inp}_tokens")
+    out = as_int(usage.get(f"{out_name}_tokens"), parsed, f"usage.{out_name}_tokens")
+    if op == "embeddings" and out is None and parsed.input_tokens is not None:
+        out = 0  # embeddings produce no output tokens: a known zero
+    parsed.output_tokens = out
+    parsed.cached_tokens = as_int(
+        dig(usage, f"{inp}_tokens_details", "cached_tokens"), parsed, f"usage.{inp}_tokens_details.cached_tokens"
+    )
+    parsed.reasoning_tokens = as_int(
+        dig(usage, f"{out_name}_tokens_details", "reasoning_tokens"),
+        parsed,
+        f"usage.{out_name}_tokens_details.reasoning_tokens",
+    )
     total = as_int(usage.get("total_tokens"), parsed, "usage.total_tokens")
     if total is None and parsed.input_tokens is not None and parsed.output_tokens is not None:
         total = add(parsed, "total_tokens", parsed.input_tokens, parsed.output_tokens)

@@ -15,12 +15,13 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlite_utils
 
+from .engine.base import Dialect
 from .schema import migrate
 
 logger = logging.getLogger("llm_monitor_mw")
@@ -73,8 +74,13 @@ class Database:
     the connection has open; a deleted or replaced file is then reopened (a warning is logged once per lost file).
     """
 
+    name = "sqlite"
+    dialect = Dialect()
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
     def __init__(self, path: str | os.PathLike[str], *, check_interval: float = 1.0) -> None:
         self.path = str(path)
+        self.location = self.path
         self.check_interval = check_interval
         self._local = threading.local()
         self._migrated: set[FileIdentity | None] = set()
@@ -108,6 +114,20 @@ class Database:
                     "deleted" if ident is None else "replaced",
                 )
         return self._open(pid)
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (the :class:`~llm_monitor_mw.store.engine.base.Engine` interface)."""
+        return self.connect().conn
+
+    def iterate(self, sql: str, params: Sequence[Any] = (), *, size: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """Stream the rows of a long read on a connection of its own (a reader never blocks this thread's)."""
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        try:
+            cursor = conn.execute(sql, list(params))
+            while rows := cursor.fetchmany(size):
+                yield from rows
+        finally:
+            conn.close()
 
     def _open(self, pid: int) -> sqlite_utils.Database:
         if self.path != ":memory:":

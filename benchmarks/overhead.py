@@ -47,7 +47,7 @@ def free_port() -> int:
 
 def start_server() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llm_monitor_mw.fake_llm", str(port)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "llm_monitor_mw.fake", str(port)], stdout=subprocess.DEVNULL)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 
-from llm_monitor_mw.fake_llm import FakeLLMServer
+from llm_monitor_mw.fake import FakeLLMServer
 
 
 def llm_base_url() -> str:

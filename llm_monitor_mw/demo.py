@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 
-from .fake_llm import FakeLLMServer
+from .fake import FakeLLMServer
 from .monitor import Monitor
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-nano")

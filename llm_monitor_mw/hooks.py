@@ -39,7 +39,7 @@ class Hooks:
     def remove_gate(self, gate: Gate) -> None:
         """Stop running ``gate`` (no error if it was not added)."""
         with self._lock:
-            self.gates = tuple(g for g in self.gates if g is not gate)
+            self.gates = tuple(g for g in self.gates if g != gate)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(record)`` for every record, on the writer thread, before it is stored."""
@@ -50,7 +50,7 @@ class Hooks:
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling ``listener`` (no error if it was not added)."""
         with self._lock:
-            self.listeners = tuple(x for x in self.listeners if x is not listener)
+            self.listeners = tuple(x for x in self.listeners if x != listener)
 
     def count_error(self, exc: BaseException | None = None) -> None:
         """Count an internal failure (a broken gate, listener, parser…); the caller has already logged it."""

@@ -14,11 +14,10 @@ from .capture.pending import CaptureOptions, PendingCall
 from .capture.providers import Registry
 from .capture.transport import AsyncMonitorTransport, Capturer, MonitorTransport
 from .context import tags as _tags
+from .hooks import Hooks
 from .pricing import Pricer
 from .record import CallRecord
-from .store import Database, Writer
-from .store.queries import Queries
-from .store.retention import Retention
+from .store import Store, check_instance, open_engine
 from .store.writer import before_exit_flush
 from .web.auth import Auth
 from .web.cardinality import check_limit
@@ -26,6 +25,10 @@ from .web.cardinality import check_limit
 if TYPE_CHECKING:
     from .alerts import AlertManager
     from .otel import OTelExporter
+    from .store.engine import Engine
+    from .store.read import Queries
+    from .store.retention import Retention
+    from .store.writer import Writer
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -37,7 +40,11 @@ class Monitor:
     """Records the LLM calls your app makes and serves what it recorded.
 
     Args:
-        path: the SQLite file (created on first use; parent directories too).
+        path: the SQLite file (created on first use; parent directories too), or a PostgreSQL database URL
+            (``postgresql://user:password@host:5432/dbname``, also ``postgres://``; needs
+            ``pip install "llm-monitor-mw[postgres]"``) that several instances share.
+        instance: the name stamped on every call this process records (1 to 200 printable characters); default
+            ``"<hostname>:<process group>"``, one name for all the worker processes of one server on one host.
         capture_content: store prompts and responses (off by default), truncated to ``content_limit`` characters
             and passed through ``redact`` first.
         content_limit: maximum characters kept of each prompt/response when ``capture_content`` is on.
@@ -63,6 +70,7 @@ class Monitor:
         self,
         path: str | os.PathLike[str] = "llm_monitor.db",
         *,
+        instance: str | None = None,
         capture_content: bool = False,
         content_limit: int = 4096,
         redact: Callable[[str], str] | None = None,
@@ -80,6 +88,7 @@ class Monitor:
         if content_limit < 0 or max_queue < 1 or batch_size < 1 or flush_interval <= 0 or max_body_bytes < 0:
             raise ValueError("content_limit, max_queue, batch_size, flush_interval and max_body_bytes must be positive")
         self.path = os.fspath(path)
+        self.instance = check_instance(instance)
         self.metrics_max_label_values = check_limit(metrics_max_label_values)
         self.options = CaptureOptions(
             capture_content=capture_content,
@@ -87,28 +96,60 @@ class Monitor:
             max_body_bytes=max_body_bytes,
             redact=redact,
         )
-        self.internal_errors = 0
-        self.db = Database(self.path)
         self.pricer = Pricer(prices)
-        self.writer = Writer(
-            self.db, self._prepare, max_queue=max_queue, batch_size=batch_size, interval=flush_interval
+        self.hooks = Hooks()
+        """Gates (before a request leaves) and listeners (after a record is built); see :mod:`.hooks`."""
+        self.store = Store(
+            open_engine(self.path),
+            self._prepare,
+            instance=self.instance,
+            hooks=self.hooks,
+            max_queue=max_queue,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            retention_days=retention_days,
         )
-        self.queries = Queries(self.db)
-        self.retention = Retention(self.db, retention_days) if retention_days is not None else None
-        if self.retention is not None:
-            self.retention.start()
+        """What the dashboard, API, alerts and CLI read and write through; see :class:`~.store.Store`."""
+        if self.store.retention is not None:
+            self.store.retention.start()
         self._capturer = Capturer(
             Registry(dict(hosts or {}), frozenset(ignore_hosts)),
-            self.writer.submit,
+            self.store.writer.submit,
+            hooks=self.hooks,
             max_body_bytes=max_body_bytes,
             stream_usage=stream_usage,
-            on_error=self._count_error,
-            on_begin=self.writer.start,
+            on_begin=self.store.writer.start,
         )
         self._instrumented = False
-        self._listeners: list[Callable[[CallRecord], None]] = []
         self._otel: OTelExporter | None = None
         self._alerts: AlertManager | None = None
+
+    # Deprecated aliases, kept for code written against earlier versions: use ``monitor.store``.
+
+    @property
+    def db(self) -> Engine:
+        """Deprecated: ``monitor.store.engine``."""
+        return self.store.engine
+
+    @property
+    def writer(self) -> Writer:
+        """Deprecated: ``monitor.store.writer``."""
+        return self.store.writer
+
+    @property
+    def queries(self) -> Queries:
+        """Deprecated: ``monitor.store.queries``."""
+        return self.store.queries
+
+    @property
+    def retention(self) -> Retention | None:
+        """Deprecated: ``monitor.store.retention``."""
+        return self.store.retention
+
+    @property
+    def internal_errors(self) -> int:
+        """Failures inside the monitor (capture, listeners, exporters) that the host never saw."""
+        return self.hooks.internal_errors
 
     # ---- capture -------------------------------------------------------------------------------------------
 
@@ -144,28 +185,18 @@ class Monitor:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Return once every call captured so far is on disk (``False`` if ``timeout`` ran out first)."""
-        return self.writer.flush(timeout)
+        return self.store.flush(timeout)
 
     def close(self) -> None:
         """Flush and stop the writer thread; also undoes :meth:`instrument_httpx`."""
         self.uninstrument_httpx()
         if self._alerts is not None:
             self._alerts.close()
-        if self.retention is not None:
-            self.retention.stop()
-        self.writer.close()
+        self.store.close()
 
     def stats(self) -> dict[str, Any]:
         """Writer and capture counters: queued, written, dropped, failed, internal_errors, last_write_at."""
-        s = self.writer.stats()
-        return {
-            "queued": s.queued,
-            "written": s.written,
-            "dropped": s.dropped,
-            "failed": s.failed,
-            "internal_errors": self.internal_errors,
-            "last_write_at": s.last_write_at,
-        }
+        return self.store.stats()
 
     def add_listener(self, listener: Callable[[CallRecord], None]) -> None:
         """Call ``listener(record)`` for every captured call, on the writer thread, just before it is stored.
@@ -173,12 +204,13 @@ class Monitor:
         A listener must be quick and must not block; one that raises is logged and counted in
         ``stats()["internal_errors"]``, and never stops the record from being stored.
         """
-        self._listeners.append(listener)
+        self.hooks.add_listener(listener)
 
     def remove_listener(self, listener: Callable[[CallRecord], None]) -> None:
         """Stop calling ``listener`` (no error if it was not added)."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        for added in self.hooks.listeners:
+            if added == listener:  # equal, not only identical: ``obj.method`` is a new bound method each time
+                self.hooks.remove_listener(added)
 
     def enable_otel(self, tracer_provider: Any = None, meter_provider: Any = None) -> OTelExporter:
         """Export every captured call as an OpenTelemetry GenAI client span and GenAI client metrics.
@@ -190,7 +222,7 @@ class Monitor:
         from .otel import OTelExporter
 
         self.disable_otel()
-        self._otel = OTelExporter(self, tracer_provider, meter_provider)
+        self._otel = OTelExporter(self.hooks, tracer_provider, meter_provider)
         return self._otel
 
     def disable_otel(self) -> None:
@@ -205,16 +237,13 @@ class Monitor:
             record.cost_usd = self.pricer.price(record)
         except Exception:
             logger.exception("llm_monitor_mw: pricing failed for %r", record.model)
-        for listener in self._listeners:
+        for listener in self.hooks.listeners:
             try:
                 listener(record)
             except Exception as exc:
                 logger.exception("llm_monitor_mw: listener %r failed", listener)
-                self._count_error(exc)
+                self.hooks.count_error(exc)
         return record
-
-    def _count_error(self, exc: BaseException) -> None:
-        self.internal_errors += 1
 
     # ---- alerts and budgets -------------------------------------------------------------------------------
 
@@ -226,7 +255,7 @@ class Monitor:
         if self._alerts is None:
             from .alerts import AlertManager
 
-            self._alerts = AlertManager(self)
+            self._alerts = AlertManager(self.store, self.hooks)
         return self._alerts
 
     def budget_exceeded(self, scope: Mapping[str, str] | None = None) -> bool:
@@ -260,8 +289,11 @@ class Monitor:
         from .web.app import create_app
 
         return create_app(
-            self,
+            self.store,
+            self.hooks,
             auth,
+            alerts=lambda: self.alerts,
+            metrics_max_label_values=self.metrics_max_label_values,
             metrics_token=metrics_token,
             health_checks=health_checks,
             concurrency=concurrency,
@@ -334,4 +366,4 @@ class Monitor:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Monitor({self.path!r})"
+        return f"Monitor({self.store.engine.location!r}, instance={self.instance!r})"

@@ -35,7 +35,7 @@ from .record import CallRecord
 
 if TYPE_CHECKING:
     from .capture.pending import PendingCall
-    from .monitor import Monitor
+    from .hooks import Hooks
 
 __all__ = [
     "COST_METRIC",
@@ -133,7 +133,7 @@ class OTelExporter:
     Usually made with :meth:`Monitor.enable_otel` and undone with :meth:`Monitor.disable_otel`.
 
     Args:
-        monitor: the monitor whose calls are exported.
+        hooks: the monitor's hooks (``monitor.hooks``): a gate keeps the caller's context, a listener exports.
         tracer_provider: where spans go (default: the global tracer provider).
         meter_provider: where metrics go (default: the global meter provider).
 
@@ -154,11 +154,12 @@ class OTelExporter:
 
     def __init__(
         self,
-        monitor: Monitor,
+        hooks: Hooks,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
-        self.monitor = monitor
+        self.hooks = hooks
+        self._listener = self._on_record  # one bound method: the hooks remove a listener by identity
         self.errors = 0
         """Records that could not be exported (logged; also counted in ``monitor.stats()["internal_errors"]``)."""
         tracer_provider = tracer_provider or trace.get_tracer_provider()
@@ -194,11 +195,9 @@ class OTelExporter:
         """Start exporting (done by the constructor; a no-op when attached)."""
         if self._attached:
             return
-        capturer = self.monitor._capturer
-        # Replace the list rather than mutate it, so a caller thread iterating the gates never skips or repeats
-        # one. First, so that the context is kept even for a call another gate refuses.
-        capturer.gates = [_capture_context, *capturer.gates]
-        self.monitor.add_listener(self._on_record)
+        # First, so that the context is kept even for a call another gate refuses.
+        self.hooks.add_gate(_capture_context, first=True)
+        self.hooks.add_listener(self._listener)
         self._attached = True
 
     def close(self) -> None:
@@ -206,9 +205,8 @@ class OTelExporter:
         should be). The providers are left as they are: shutting them down is their owner's job."""
         if not self._attached:
             return
-        capturer = self.monitor._capturer
-        capturer.gates = [gate for gate in capturer.gates if gate is not _capture_context]
-        self.monitor.remove_listener(self._on_record)
+        self.hooks.remove_gate(_capture_context)
+        self.hooks.remove_listener(self._listener)
         self._attached = False
 
     def _on_record(self, record: CallRecord) -> None:
@@ -217,7 +215,7 @@ class OTelExporter:
             self.export(record)
         except Exception as exc:
             self.errors += 1
-            self.monitor._count_error(exc)
+            self.hooks.count_error(exc)
             if self.errors == 1:
                 logger.exception("llm_monitor_mw: OpenTelemetry export failed (further failures logged at DEBUG)")
             else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,14 +52,18 @@ class CallRecord:
     retry_after_s: float | None = None
     response_bytes: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    request_content: str | None = None
+    response_content: str | None = None
     route: str | None = None
     """Route template of the inbound request that caused the call (``/chat/{id}``), from the middleware."""
     user: str | None = None
     """User id of the inbound request, from the middleware's resolver or ``tags(user=...)``."""
     inbound_method: str | None = None
     inbound_request_id: str | None = None
-    request_content: str | None = None
-    response_content: str | None = None
+    instance: str | None = None
+    """The process that recorded the call (``Monitor(instance=...)``, else host name and process group); the
+    writer stamps it. ``None`` on rows written before instances were recorded."""
+    # New stored fields go here, at the end (the table's column order), each added by a new migration.
     trace_context: Any = field(default=None, repr=False, compare=False)
     """Opaque tracing context of the caller when the call started (set by an exporter's gate, e.g. OpenTelemetry's
     ``Context``), for listeners that parent spans under it. Never stored and left out of :meth:`to_dict`."""
@@ -82,3 +88,42 @@ class CallRecord:
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord) if f.name != "trace_context")
+
+UNSTORED_FIELDS = frozenset({"trace_context"})
+"""Fields of :class:`CallRecord` that are not columns of ``calls``."""
+
+STORED_PROPERTIES: dict[str, tuple[type, str]] = {"model": (str, "response_model"), "ok": (int, "status_code")}
+"""Properties of :class:`CallRecord` stored as columns (so SQL can filter on them): name -> (column type, the
+field the column follows in the table)."""
+
+
+def _column_type(annotation: Any) -> type:
+    """The stored Python type of a field: ``X | None`` is ``X``; booleans are integers, dicts JSON text."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    base = typing.get_origin(annotation) or annotation
+    if base is bool:
+        return int
+    if base is dict:
+        return str
+    if base not in (int, float, str):
+        raise TypeError(f"no column type for {annotation!r}")
+    return base
+
+
+def stored_columns() -> dict[str, type]:
+    """The columns of ``calls`` (besides ``id``) in table order: every stored field of :class:`CallRecord`, with
+    each of :data:`STORED_PROPERTIES` right after the field it follows. Name -> Python type (``int``, ``float``,
+    ``str``)."""
+    hints = typing.get_type_hints(CallRecord)
+    after: dict[str, list[str]] = {}
+    for name, (_, anchor) in STORED_PROPERTIES.items():
+        after.setdefault(anchor, []).append(name)
+    columns: dict[str, type] = {}
+    for f in dataclasses.fields(CallRecord):
+        if f.name in UNSTORED_FIELDS:
+            continue
+        columns[f.name] = _column_type(hints[f.name])
+        for name in after.get(f.name, ()):
+            columns[name] = STORED_PROPERTIES[name][0]
+    return columns

@@ -7,6 +7,9 @@
                       (``httpx2`` is still installed there: ``genai-prices`` depends on it. That our own code runs
                       without it is tested in ``tests/capture/test_without_httpx2.py``.)
 
+Both get psycopg 3 (the ``test`` extra): the PostgreSQL tests start a throwaway server from the PostgreSQL server
+binaries (Debian's ``postgresql`` package) or use ``LLM_MONITOR_TEST_PG``; see ``tests/postgres_server.py``.
+
 Extra arguments go to pytest (e.g. ``python scripts/test.py -k openai -x``). Exits non-zero on any failure,
 including a pytest run that collected no tests (exit code 5).
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = {
-    ".venv": [".[test,httpx2,compression]"],
+    ".venv": [".[test,httpx2,compression,postgres]"],
     ".venv-legacy": [".[test]", "openai>=2,<3", "anthropic<1"],
 }
 

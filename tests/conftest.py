@@ -1,7 +1,10 @@
-"""Shared fixtures: the bundled fake LLM server (real payload shapes over real sockets) and a fresh Monitor."""
+"""Shared fixtures: the bundled fake LLM server (real payload shapes over real sockets), a fresh Monitor, and the
+storage targets: a throwaway PostgreSQL server (``pg_server``), a fresh database on it (``pg_url``) and
+``store_target``, which runs a test once on a SQLite file and once on PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 from llm_monitor_mw import Monitor
 from llm_monitor_mw.fake_llm import FakeLLMServer
 from llm_monitor_mw.store.queries import Filters
+from tests.postgres_server import ENV_DSN, PostgresServer, find_bindir
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +40,38 @@ def only_record(monitor: Monitor) -> dict:
     rows = records(monitor)
     assert len(rows) == 1, rows
     return rows[0]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session: a throwaway cluster on 127.0.0.1 (see tests/postgres_server.py), or the
+    server named by ``LLM_MONITOR_TEST_PG`` (a superuser base DSN). Without PostgreSQL installed the tests that need
+    it are skipped, except under ``CI`` where that is a failure."""
+    base = os.environ.get(ENV_DSN) or None
+    if base is None and find_bindir() is None:
+        message = "PostgreSQL server binaries not found (apt-get install postgresql, or set LLM_MONITOR_TEST_PG)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {message}", pytrace=False)
+        pytest.skip(message)
+    server = PostgresServer(base).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """``postgresql://…`` URL of a fresh, empty database for this test (dropped afterwards)."""
+    name, url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives, once per engine: a SQLite file under ``tmp_path``, or a fresh PostgreSQL database URL.
+    Pass it to ``Monitor(store_target)`` or ``open_engine(store_target)``."""
+    if request.param == "sqlite":
+        return str(tmp_path / "calls.db")
+    return request.getfixturevalue("pg_url")

@@ -11,7 +11,7 @@ import uvicorn
 
 from llm_monitor_mw import Monitor
 from llm_monitor_mw.demo import build_app
-from llm_monitor_mw.fake_llm import FakeLLMServer
+from llm_monitor_mw.fake import FakeLLMServer
 
 
 def test_demo_app_records_calls(tmp_path: Path, fake_llm: FakeLLMServer) -> None:

@@ -17,7 +17,7 @@ import httpx2
 import openai
 import pytest
 
-from llm_monitor_mw.fake_llm import (
+from llm_monitor_mw.fake import (
     AZURE_CHAT_MODEL,
     BASE_PROMPT_TOKENS,
     CACHED_TOKENS,
@@ -541,3 +541,32 @@ def test_module_serves_and_reports_a_busy_port() -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_old_module_name_is_the_same_server() -> None:
+    import llm_monitor_mw.fake as fake
+    import llm_monitor_mw.fake_llm as old
+
+    for name in old.__all__:
+        if name != "main":
+            assert getattr(old, name) is getattr(fake, name), name
+    assert old.FakeLLMServer is FakeLLMServer
+
+
+def test_package_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_monitor_mw.fake", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m llm_monitor_mw.fake ") and "--port" in result.stdout
+
+
+def test_each_provider_family_has_its_module() -> None:
+    from llm_monitor_mw.fake import anthropic, gemini, ollama, openai
+
+    for module, name in ((openai, "openai"), (anthropic, "anthropic"), (gemini, "gemini"), (ollama, "ollama")):
+        assert name == module.NAME
+        assert "error" in module.error_body(500, "m")
+    paths = [path for module in (openai, anthropic, ollama) for path, _, _ in module.ROUTES]
+    assert "/v1/chat/completions" in paths and "/v1/messages" in paths and "/api/chat" in paths
+    assert set(gemini.METHODS) >= {"generateContent", "streamGenerateContent", "countTokens"}

@@ -35,6 +35,8 @@ def test_wheel_contains_templates_and_static(wheel: Path) -> None:
         on_disk = [p for p in (ROOT / path).rglob("*") if p.is_file()]
         assert len(shipped) == len(on_disk) > 0, (path, shipped)
     assert "llm_monitor_mw/fake_llm.py" in names
+    for module in ("app", "server", "openai", "anthropic", "gemini", "ollama"):
+        assert f"llm_monitor_mw/fake/{module}.py" in names
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 
 

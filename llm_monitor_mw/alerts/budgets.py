@@ -1,22 +1,25 @@
 """Spend per budget, fast enough for the transport, and the hard limit that refuses calls.
 
-Spend = what the database says (every process's written calls) + what this process has priced but not written
-yet. :class:`SpendTracker` re-reads the database only when it changed — SQLite's ``PRAGMA data_version`` tells, for
-a few microseconds, whether any other connection committed since this thread last looked — and then only the rows
-added since its last read (by row id). It adds the records the monitor's listener hands it on the writer thread; a
-record counts locally until a database read that must include it: each is stamped with the writer's ``written``
-counter when it is seen, and dropped once the counter had moved past it before a read (so it may be counted twice
-for a moment, never not at all).
+One view of spend serves the transport's gate, ``budget_exceeded()`` and the evaluator: what the store says (every
+instance's written calls: the whole fleet on PostgreSQL), read from the roll-ups the writer maintains
+(:meth:`AlertStore.spend`), plus what this process has priced but not written yet. :class:`SpendTracker` re-reads
+the store only when it may have changed: on SQLite when ``PRAGMA data_version`` (a few microseconds) says another
+connection committed; on PostgreSQL at most every :data:`MAX_AGE` seconds. It adds the records the writer's
+listener hands it; a record counts locally until a store read that must include it: each is stamped with the
+writer's ``written`` counter when it is seen, and dropped once the counter had moved past it before a read (so it
+may be counted twice for a moment, never not at all).
 
-:class:`BudgetGate` runs inside the transport, on the caller's thread, before an LLM request leaves the process.
-Near a limit it first has this process's finished calls written, so that the overshoot stays at about the calls
-already in flight (see the README).
+:class:`BudgetGate` runs inside the transport, on the caller's thread, before an LLM request leaves the process,
+and counts the calls this process started. Near a limit — or when this process has calls not priced yet — it first
+has this process's finished calls written and re-reads the store, for a hard budget before each call (so the
+overshoot stays within the calls already in flight, see the README) and for ``budget_exceeded()`` (so it says
+``True`` as soon as the call that crossed the limit has returned).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+import math
 import os
 import threading
 import time
@@ -28,8 +31,8 @@ from typing import Any
 from ..capture.pending import _MODEL_RE, SCAN_BYTES, PendingCall
 from ..capture.transport import CallRefused
 from ..record import CallRecord
+from ..store.alerts import AlertStore
 from .rules import Budget, describe_scope, period_bounds
-from .store import AlertStore
 
 PRECISE_FROM = 0.8
 """From this fraction of a hard limit on, the gate has this process's finished calls written before every call."""
@@ -38,6 +41,9 @@ UNWRITTEN_SHARE = 0.1
 most expensive call seen) reaches this share of what is left of the budget, so other processes see it in time."""
 FLUSH_WAIT = 1.0
 """Longest the gate waits for the writer (near a limit only)."""
+MAX_AGE = 0.25
+"""Seconds a spend read is trusted on an engine that cannot tell cheaply whether anything changed (PostgreSQL);
+near a limit the gate re-reads before every call anyway."""
 
 _NO_MATCH = object()
 
@@ -172,28 +178,41 @@ class Coverage:
 
 
 class SpendTracker:
-    """One budget's spend in the current period, per group value (one total under ``None`` without group)."""
+    """One budget's spend in the current period, per group value (one total under ``None`` without group).
 
-    def __init__(self, budget: Budget, store: AlertStore, written: Callable[[], int]) -> None:
+    Args:
+        budget: the budget.
+        store: where written spend is read.
+        written: the writer's ``written`` counter (records of this process written so far).
+        max_age: seconds a read is trusted when the store cannot say whether it changed (see :data:`MAX_AGE`).
+    """
+
+    def __init__(
+        self, budget: Budget, store: AlertStore, written: Callable[[], int], *, max_age: float = MAX_AGE
+    ) -> None:
         self.budget = budget
         self.coverage = Coverage(budget)
         self.store = store
+        self.max_age = max_age
         self._written = written
         self._lock = threading.Lock()  # guards the figures below (the writer thread adds to them)
-        self._refreshing = threading.Lock()  # one database read at a time
-        self._seen = threading.local()  # the data_version this thread's connection last reported
+        self._refreshing = threading.Lock()  # one store read at a time
+        self._seen = threading.local()  # the change token this thread's connection last reported
         self._period: tuple[float, float] | None = None
         self._db: dict[str | None, float] = {}
-        self._last_id = 0
+        self._read_at = -math.inf  # time.monotonic() of the last read
+        self._rate = 0.0  # growth of the store's total spend between the last two reads, USD per second
         self._local: dict[str | None, float] = {}
-        # (writer's written counter when seen, value, cost, started_at) of records the database may not have yet
+        # (writer's written counter when seen, value, cost, started_at) of records the store may not have yet
         self._entries: deque[tuple[int, str | None, float, float]] = deque()
         self._pid = os.getpid()
+        self.reads = 0
+        """Store reads so far."""
 
     # -- writer thread --
 
     def add(self, record: CallRecord) -> None:
-        """Count a priced record of this process until the database has it (called by the monitor's listener)."""
+        """Count a priced record of this process until the store has it (called by the writer's listener)."""
         cost = record.cost_usd
         if not cost:
             return
@@ -204,14 +223,14 @@ class SpendTracker:
         with self._lock:
             period = self._period
             if period is not None and not period[0] <= record.started_at < period[1]:
-                return  # another period: the database read of that period will have it
+                return  # another period: the store read of that period will have it
             self._entries.append((stamp, value, cost, record.started_at))
             self._local[value] = self._local.get(value, 0.0) + cost
 
     # -- readers --
 
     def spent(self, value: str | None = None, *, now: float | None = None, reread: bool = False) -> float:
-        """Spend under ``value`` in the period containing ``now`` (``reread``: read the database even if unchanged)."""
+        """Spend under ``value`` in the period containing ``now`` (``reread``: read the store even if unchanged)."""
         self._update(now, reread)
         with self._lock:
             return self._db.get(value, 0.0) + self._local.get(value, 0.0)
@@ -226,9 +245,16 @@ class SpendTracker:
             return out
 
     def unwritten(self, value: str | None = None) -> float:
-        """This process's spend under ``value`` that the last database read did not include."""
+        """This process's spend under ``value`` that the last store read did not include."""
         with self._lock:
             return self._local.get(value, 0.0)
+
+    def drift(self) -> float:
+        """How much the store's spend may have grown since the last read and before the next one: the recent
+        growth rate over twice :attr:`max_age` on an engine read on a clock, else 0 (every change is seen)."""
+        if getattr(self._seen, "token", None) is not None:
+            return 0.0
+        return self._rate * 2 * self.max_age
 
     def period(self, now: float | None = None) -> tuple[float, float]:
         """Start and end of the budget's period containing ``now``."""
@@ -242,31 +268,34 @@ class SpendTracker:
                 self._entries.clear()
                 self._local.clear()
                 self._period = None
-        version = self.store.data_version()
-        if not reread and bounds == self._period and version == getattr(self._seen, "version", None):
-            return
+        token = self.store.change_token()
+        if not reread and bounds == self._period:
+            if token is None:
+                if time.monotonic() - self._read_at < self.max_age:
+                    return
+            elif token == getattr(self._seen, "token", None):
+                return
         with self._refreshing:
             self._refresh(bounds)
-        self._seen.version = version  # read before the refresh: a commit after it shows up at the next call
+        self._seen.token = token  # read before the refresh: a commit after it shows up at the next call
 
     def _refresh(self, bounds: tuple[float, float]) -> None:
         stamp = self._written()  # records written before this point are in the read below
-        top = self.store.max_call_id()
-        fresh = bounds != self._period
-        after = 0 if fresh else self._last_id
-        rows = {}
-        if top > after:
-            rows = self.store.spend(self.budget.fixed_scope, self.budget.group, bounds[0], bounds[1], after, top)
+        rows = self.store.spend(self.budget.fixed_scope, self.budget.group, bounds[0], bounds[1])
+        read_at = time.monotonic()
+        self.reads += 1
         with self._lock:
+            if bounds == self._period and read_at > self._read_at:
+                grown = sum(rows.values()) - sum(self._db.values())
+                self._rate = max(0.0, grown / (read_at - self._read_at)) if grown > 0 else self._rate / 2
+            else:
+                self._rate = 0.0
+            self._db = rows
+            self._read_at = read_at
             entries = self._entries
-            if fresh:
-                self._db = rows
+            if bounds != self._period:
                 self._period = bounds
                 entries = self._entries = deque(e for e in entries if bounds[0] <= e[3] < bounds[1])
-            else:
-                for value, amount in rows.items():
-                    self._db[value] = self._db.get(value, 0.0) + amount
-            self._last_id = top
             while entries and entries[0][0] < stamp:  # in stamp order: one writer thread appends them
                 entries.popleft()
             local: dict[str | None, float] = {}
@@ -279,51 +308,79 @@ class SpendTracker:
 
 
 class BudgetGate:
-    """A transport gate (``Capturer.gates``) that raises :class:`BudgetExceeded` for calls over a hard budget.
+    """A transport gate (``hooks.add_gate``) that counts this process's calls and raises :class:`BudgetExceeded`
+    for calls over a hard budget; also the check behind ``budget_exceeded()``.
 
-    Cheap while spend is well below every limit: ``PRAGMA data_version`` and a dict lookup per hard budget, plus a
-    read of the new rows when another connection committed. It waits (at most :data:`FLUSH_WAIT`) for the writer
-    to write this process's finished calls first when spend is at :data:`PRECISE_FROM` of a limit or more, or when
-    this process's spend the database does not have yet reaches :data:`UNWRITTEN_SHARE` of what is left.
+    Cheap while spend is well below every limit: a change check and a dict lookup per hard budget, plus a store
+    read when something changed. It waits (at most :data:`FLUSH_WAIT`) for the writer to write this process's
+    finished calls, and re-reads, when spend is at :data:`PRECISE_FROM` of a limit or more, or when this process's
+    spend the store does not have yet (calls in flight counted at the most expensive call seen) reaches
+    :data:`UNWRITTEN_SHARE` of what is left.
     """
 
     def __init__(self, trackers: Callable[[], Iterable[SpendTracker]], flush: Callable[[float], bool]) -> None:
         self._trackers = trackers
         self._flush = flush
-        self._started = itertools.count()
+        self._lock = threading.Lock()
+        self.started = 0
+        """Calls this process started (gate runs)."""
         self.listened = 0
+        """Records of this process priced (listener runs)."""
         self.max_cost: float | None = None
         self.refused = 0
 
     def observe(self, record: CallRecord) -> None:
-        """Count a priced record (monitor listener, writer thread)."""
-        self.listened += 1
+        """Count a priced record (writer listener, writer thread)."""
+        with self._lock:
+            # a call started before the gate was added is not counted as started: never count past the gate
+            self.listened = min(self.listened + 1, self.started)
         cost = record.cost_usd
         if cost is not None and (self.max_cost is None or cost > self.max_cost):
             self.max_cost = cost
 
     def __call__(self, pending: PendingCall) -> None:
-        unpriced = max(0, next(self._started) - self.listened)  # this process's calls in flight or queued
-        call = CallView(pending)
+        with self._lock:
+            unpriced = max(0, self.started - self.listened)  # this process's calls in flight or queued
+            self.started += 1
+        call: CallView | None = None
         for tracker in self._trackers():
             budget = tracker.budget
             if not budget.hard:
                 continue
+            if call is None:
+                call = CallView(pending)
             value = tracker.coverage.of_call(call)
             if value is _NO_MATCH:
                 continue
-            limit = budget.limit_usd
-            spent = tracker.spent(value)
-            if spent < limit and self._near(tracker, value, spent, unpriced):
-                self._flush(FLUSH_WAIT)
-                spent = tracker.spent(value, reread=True)
-            if spent >= limit:
+            spent = self.spent(tracker, value, unpriced)
+            if spent >= budget.limit_usd:
                 self.refused += 1
                 raise BudgetExceeded(budget, spent, value, tracker.period()[1])
 
+    def exceeded(self, scope: Mapping[str, str]) -> bool:
+        """Whether a call with the attributes ``scope`` is over a budget (hard or not) that covers it."""
+        unpriced = max(0, self.started - self.listened)
+        for tracker in list(self._trackers()):
+            value = tracker.coverage.of_scope(scope)
+            if value is not _NO_MATCH and self.spent(tracker, value, unpriced) >= tracker.budget.limit_usd:
+                return True
+        return False
+
+    def spent(self, tracker: SpendTracker, value: str | None, unpriced: int) -> float:
+        """The tracker's spend under ``value``, made exact first (writer flushed, store re-read) when near the
+        limit or when ``unpriced`` calls of this process may take it there."""
+        spent = tracker.spent(value)
+        if spent < tracker.budget.limit_usd and self._near(tracker, value, spent, unpriced):
+            # this process's finished calls go to the store first, for the other instances to see as well (never
+            # from the writer thread itself: a listener calling budget_exceeded() would wait for itself)
+            if (unpriced or tracker.unwritten(value)) and threading.current_thread().name != "llm-monitor-writer":
+                self._flush(FLUSH_WAIT)
+            spent = tracker.spent(value, reread=True)
+        return spent
+
     def _near(self, tracker: SpendTracker, value: str | None, spent: float, unpriced: int) -> bool:
         limit = tracker.budget.limit_usd
-        if spent >= PRECISE_FROM * limit:
+        if spent + tracker.drift() >= PRECISE_FROM * limit:
             return True
         if unpriced and self.max_cost is None:
             return True  # nothing priced yet: no idea what a call costs

@@ -3,20 +3,28 @@
 A :class:`Channel` only knows how to send one event and raises when it cannot. The :class:`Dispatcher` gives each
 channel its own daemon thread and bounded queue, so a failing or hanging channel delays nobody but itself: not the
 app, not the evaluator, not the other channels. Failures are logged and counted (:meth:`Dispatcher.stats`).
+
+A channel's ``timeout`` bounds the whole send, not each socket operation: a receiver that trickles its answer a
+byte at a time would otherwise hold a send for as long as it likes. A :class:`Deadline` shuts the channel's socket
+down when the time is up, which ends any read or write blocked on it (name resolution is the one step it cannot
+cut short).
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
 import os
 import smtplib
+import socket
 import ssl
 import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
@@ -27,6 +35,63 @@ logger = logging.getLogger("llm_monitor_mw")
 DEFAULT_TIMEOUT = 5.0
 
 
+class Deadline:
+    """Bounds a blocking exchange over sockets by a total time: once ``timeout`` seconds have passed since
+    ``__enter__``, every socket registered with :meth:`watch` is shut down (a blocked read or write then fails)
+    and leaving the block raises :class:`TimeoutError`.
+
+    ``with Deadline(5.0, "webhook") as deadline: ...; deadline.watch(lambda: conn.sock)``
+    """
+
+    def __init__(self, timeout: float, what: str) -> None:
+        self.timeout = timeout
+        self.what = what
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[Callable[[], Any]] = []
+        self._timer: threading.Timer | None = None
+        self._started = 0.0
+
+    def remaining(self) -> float:
+        """Seconds left (at least a millisecond: a zero timeout would mean non-blocking sockets)."""
+        return max(0.001, self.timeout - (time.monotonic() - self._started))
+
+    def watch(self, sock: Callable[[], Any]) -> None:
+        """Shut down ``sock()`` (read when the time is up, so a socket replaced by STARTTLS is the one shut down)."""
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def __enter__(self) -> Deadline:
+        self._started = time.monotonic()
+        self._timer = threading.Timer(self.timeout, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.expired:
+            raise TimeoutError(f"{self.what}: timed out after {self.timeout:g} s") from exc
+
+
+def _shutdown(sock: Callable[[], Any]) -> None:
+    with contextlib.suppress(Exception):  # already closed, detached by a TLS upgrade, never connected
+        target = sock()
+        if target is not None:
+            target.shutdown(socket.SHUT_RDWR)
+
+
 class Channel:
     """A notification target. Subclasses implement :meth:`send`, which raises on failure."""
 
@@ -34,8 +99,32 @@ class Channel:
     timeout: float = DEFAULT_TIMEOUT
 
     def send(self, event: AlertEvent) -> None:
-        """Deliver ``event`` (blocking, at most about ``timeout`` seconds per network operation)."""
+        """Deliver ``event`` (blocking, at most about ``timeout`` seconds in all; raises on failure)."""
         raise NotImplementedError
+
+
+def _watched_handlers(deadline: Deadline) -> list[urllib.request.BaseHandler]:
+    """urllib handlers whose connections register their socket with ``deadline`` as soon as it is connected."""
+
+    class HTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(lambda: self.sock)
+
+    class HTTPSConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(lambda: self.sock)
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(HTTPConnection, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+    return [HTTPHandler(), HTTPSHandler()]
 
 
 class WebhookChannel(Channel):
@@ -44,7 +133,7 @@ class WebhookChannel(Channel):
     Args:
         url: the endpoint (``http://`` or ``https://``).
         headers: extra request headers, e.g. ``{"Authorization": "Bearer ..."}``.
-        timeout: seconds for connecting and for each read.
+        timeout: seconds for the whole send (connecting, sending, reading the answer).
         name: shown in logs and stats.
     """
 
@@ -71,10 +160,12 @@ class WebhookChannel(Channel):
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
             self.url, data=body, method="POST", headers={"Content-Type": "application/json", **self.headers}
         )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-            response.read()
-            if not 200 <= response.status < 300:
-                raise OSError(f"{self.name}: {self.url} answered HTTP {response.status}")
+        with Deadline(self.timeout, self.name) as deadline:
+            opener = urllib.request.build_opener(*_watched_handlers(deadline))  # proxies from the environment too
+            with opener.open(request, timeout=deadline.remaining()) as response:
+                response.read()
+                if not 200 <= response.status < 300:
+                    raise OSError(f"{self.name}: {self.url} answered HTTP {response.status}")
 
     def __repr__(self) -> str:  # never show the URL: webhook URLs are secrets
         return f"{type(self).__name__}(name={self.name!r})"
@@ -118,7 +209,7 @@ class EmailChannel(Channel):
         username, password: log in (after STARTTLS when ``starttls``) when given.
         starttls: upgrade the connection with STARTTLS (port 587); ``ssl``: connect over TLS (port 465).
         ssl_context: for both (default: the system's trust store).
-        timeout: seconds for connecting and for each command.
+        timeout: seconds for the whole send (connecting, TLS, login, the message).
     """
 
     def __init__(
@@ -164,17 +255,27 @@ class EmailChannel(Channel):
 
     def send(self, event: AlertEvent) -> None:
         context = self.ssl_context or ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if self.use_ssl:
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        with smtp:
-            if self.starttls:
-                smtp.starttls(context=context)
-            if self.username is not None and self.password is not None:
-                smtp.login(self.username, self.password)
-            smtp.send_message(self.message(event))
+        with Deadline(self.timeout, self.name) as deadline:
+            smtp: smtplib.SMTP
+            if self.use_ssl:
+                smtp = smtplib.SMTP_SSL(timeout=deadline.remaining(), context=context)
+            else:
+                smtp = smtplib.SMTP(timeout=deadline.remaining())
+            # connect() here, not in the constructor, so the greeting is read under the deadline too; the
+            # constructor would have remembered the host for TLS certificate checks, so that is done here
+            smtp._host = self.host  # type: ignore[attr-defined]
+            deadline.watch(lambda: getattr(smtp, "sock", None))
+            try:
+                smtp.connect(self.host, self.port)
+                if self.starttls:
+                    smtp.starttls(context=context)
+                if self.username is not None and self.password is not None:
+                    smtp.login(self.username, self.password)
+                smtp.send_message(self.message(event))
+                with contextlib.suppress(smtplib.SMTPServerDisconnected, OSError):
+                    smtp.quit()
+            finally:
+                smtp.close()
 
     def __repr__(self) -> str:
         return f"EmailChannel(name={self.name!r}, host={self.host!r}, port={self.port})"

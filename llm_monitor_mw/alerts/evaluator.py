@@ -19,11 +19,11 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..store.alerts import AlertStore, StateRow
 from .budgets import SpendTracker
 from .channels import Dispatcher
 from .events import EXCEEDED, FIRED, RESOLVED, WARNING, AlertEvent
 from .rules import Budget, Rule
-from .store import AlertStore, StateRow
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -85,8 +85,10 @@ class Evaluator:
         dispatcher: Dispatcher,
         rules: Callable[[], Iterable[Rule]],
         trackers: Callable[[], Iterable[SpendTracker]],
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.store = store
+        self._on_error = on_error
         self.dispatcher = dispatcher
         self._rules = rules
         self._trackers = trackers
@@ -144,6 +146,8 @@ class Evaluator:
             self.errors += 1
             self.last_error = f"{name}: {type(exc).__name__}: {exc}"
             logger.exception("llm_monitor_mw: evaluating alert %r failed", name)
+            if self._on_error is not None:
+                self._on_error(exc)
 
     def _rule(self, rule: Rule, now: float, events: list[AlertEvent]) -> None:
         value = self.value(rule, now)
@@ -174,7 +178,7 @@ class Evaluator:
     def _budget(self, tracker: SpendTracker, now: float, events: list[AlertEvent]) -> None:
         budget = tracker.budget
         start, _ = tracker.period(now)
-        totals = tracker.totals(now=now)
+        totals = tracker.totals(now=now, reread=True)  # once per evaluation: always from the store
         if budget.group is None:
             self._budget_value(budget, None, totals.get(None, 0.0), start, now, events)
             return

@@ -1,4 +1,4 @@
-"""`AlertManager`: the public face of alerts and budgets (``monitor.alerts``), wiring the pieces to one monitor."""
+"""`AlertManager`: the public face of alerts and budgets (``monitor.alerts``), wired to a store and hooks."""
 
 from __future__ import annotations
 
@@ -7,49 +7,67 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..hooks import Hooks
 from ..record import CallRecord
+from ..store.alerts import ACTIVE_STATES, AlertStore, StateRow
 from . import config as config_file
-from .budgets import _NO_MATCH, BudgetGate, SpendTracker
+from .budgets import MAX_AGE, BudgetGate, SpendTracker
 from .channels import Channel, Dispatcher
 from .evaluator import Evaluator
 from .events import AlertEvent
 from .rules import Budget, Rule, normalize_scope
-from .store import ACTIVE_STATES, AlertStore, StateRow
-
-if TYPE_CHECKING:
-    from ..monitor import Monitor
 
 logger = logging.getLogger("llm_monitor_mw")
 
 DEFAULT_INTERVAL = 30.0
 
 
+class StoreLike(Protocol):
+    """What alerts use of the :class:`~llm_monitor_mw.store.Store` facade."""
+
+    engine: Any
+    writer: Any
+    alerts: AlertStore
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+
 class AlertManager:
-    """Rules, budgets and channels of one :class:`~llm_monitor_mw.Monitor`; get it as ``monitor.alerts``.
+    """Rules, budgets and channels over one store; get it as ``monitor.alerts``.
 
     Nothing runs until :meth:`start` (evaluation every ``interval`` seconds on a daemon thread; stopped by
-    ``monitor.close()``), except hard budgets, which guard the transport as soon as they are added. Run it in every
-    worker process: state changes are claimed in the database, so each notification is sent once.
+    ``monitor.close()``), except budgets: from the first one on, a gate counts the calls this process starts, and
+    hard budgets refuse calls in the transport. Run it in every worker process, on every host: state changes are
+    claimed in the database, so each notification is sent once across the fleet.
 
     Args:
-        monitor: the monitor whose database is watched and whose transport is guarded.
+        store: the :class:`~llm_monitor_mw.store.Store` (its ``alerts`` SQL, ``writer`` and ``flush``).
+        hooks: where the budget gate and the record listener are added and internal failures counted.
         interval: default seconds between evaluations.
+        max_age: seconds a budget's spend read is trusted on PostgreSQL (see :data:`~.budgets.MAX_AGE`).
     """
 
-    def __init__(self, monitor: Monitor, *, interval: float = DEFAULT_INTERVAL) -> None:
-        self.monitor = monitor
+    def __init__(
+        self, store: StoreLike, hooks: Hooks, *, interval: float = DEFAULT_INTERVAL, max_age: float = MAX_AGE
+    ) -> None:
         self.interval = interval
-        self.store = AlertStore(monitor.db)
+        self.max_age = max_age
+        self.hooks = hooks
+        self._store = store
+        self.store: AlertStore = getattr(store, "alerts", None) or AlertStore(store.engine)
         self.dispatcher = Dispatcher()
         self._rules: dict[str, Rule] = {}
         self._trackers: dict[str, SpendTracker] = {}
         self._lock = threading.Lock()
         self._gate: BudgetGate | None = None
-        self._listening = False
         self.evaluator = Evaluator(
-            self.store, self.dispatcher, lambda: self._rules.values(), lambda: self._trackers.values()
+            self.store,
+            self.dispatcher,
+            lambda: self._rules.values(),
+            lambda: self._trackers.values(),
+            on_error=hooks.count_error,
         )
 
     # ---- configuration ------------------------------------------------------------------------------------------
@@ -82,19 +100,16 @@ class AlertManager:
         budget = budget if budget is not None else Budget(**fields)
         if not isinstance(budget, Budget):
             raise TypeError(f"expected a Budget, got {budget!r}")
-        writer = self.monitor.writer
-        tracker = SpendTracker(budget, self.store, lambda: writer.written)
+        writer = self._store.writer
+        tracker = SpendTracker(budget, self.store, lambda: writer.written, max_age=self.max_age)
         with self._lock:
             if budget.name in self._trackers:
                 raise ValueError(f"budget {budget.name!r}: name: a budget with this name exists already")
             self._trackers = {**self._trackers, budget.name: tracker}
-            if not self._listening:
-                self.monitor.add_listener(self._on_record)
-                self._listening = True
-            if budget.hard and self._gate is None:
-                self._gate = BudgetGate(lambda: self._trackers.values(), self.monitor.flush)
-                capturer = self.monitor._capturer
-                capturer.gates = [*capturer.gates, self._gate]  # a new list: callers iterating the old one are safe
+            if self._gate is None:
+                self._gate = BudgetGate(lambda: self._trackers.values(), self._store.flush)
+                self.hooks.add_listener(self._on_record)
+                self.hooks.add_gate(self._gate)
         return budget
 
     def add_channel(self, channel: Channel) -> Channel:
@@ -134,16 +149,13 @@ class AlertManager:
         self.dispatcher.flush(5.0)
 
     def close(self) -> None:
-        """Stop, and take the budget gate and listener off the monitor."""
+        """Stop, and take the budget gate and listener off the hooks."""
         self.stop()
         with self._lock:
             if self._gate is not None:
-                capturer = self.monitor._capturer
-                capturer.gates = [gate for gate in capturer.gates if gate is not self._gate]
+                self.hooks.remove_gate(self._gate)
+                self.hooks.remove_listener(self._on_record)
                 self._gate = None
-            if self._listening:
-                self.monitor.remove_listener(self._on_record)
-                self._listening = False
 
     @property
     def running(self) -> bool:
@@ -167,13 +179,14 @@ class AlertManager:
         ``{"tag": "customer:acme"}``. A budget counts when the scope gives every attribute it is limited to:
         ``None`` checks the budgets over all calls only; ``{"user": "alice"}`` adds those for ``user=alice`` and
         the per-user ones (``user="*"``) for alice.
+
+        The same view of spend as the hard limit's: every instance's written calls plus this process's calls not
+        written yet; near a limit this process's finished calls are written first, so it is ``True`` as soon as
+        the call that reached the limit has returned.
         """
         given = normalize_scope(scope, "scope", each=False)
-        for tracker in list(self._trackers.values()):
-            value = tracker.coverage.of_scope(given)
-            if value is not _NO_MATCH and tracker.spent(value) >= tracker.budget.limit_usd:
-                return True
-        return False
+        gate = self._gate
+        return gate is not None and gate.exceeded(given)
 
     def budget_status(self, now: float | None = None) -> list[dict[str, Any]]:
         """Per budget (and per value of per-value budgets that spent anything): spend against the limit.
@@ -221,11 +234,12 @@ class AlertManager:
 
     def history(self, limit: int = 100) -> list[AlertEvent]:
         """The latest events, newest first."""
-        return self.store.events(limit)
+        return [AlertEvent(**row) for row in self.store.events(limit)]
 
     def acknowledge(self, alert_id: int, by: str | None = None, now: float | None = None) -> AlertEvent | None:
         """Acknowledge an active alert (its ``alert_state`` id); the event, or ``None`` if there was nothing to do."""
-        return self.store.acknowledge(alert_id, by, time.time() if now is None else now)
+        row = self.store.acknowledge(alert_id, by, time.time() if now is None else now)
+        return None if row is None else AlertEvent(**row)
 
     def stats(self) -> dict[str, Any]:
         """Evaluations, evaluation errors, refused calls and per-channel delivery counters."""
@@ -243,11 +257,11 @@ class AlertManager:
     # ---- wiring -------------------------------------------------------------------------------------------------
 
     def _on_record(self, record: CallRecord) -> None:
-        gate = self._gate
-        if gate is not None:
-            gate.observe(record)
         for tracker in list(self._trackers.values()):
             tracker.add(record)
+        gate = self._gate
+        if gate is not None:
+            gate.observe(record)  # after the trackers: a call counts as priced once its spend is counted
 
     def __repr__(self) -> str:
         return f"AlertManager(rules={len(self._rules)}, budgets={len(self._trackers)}, channels={len(self.channels)})"

@@ -16,16 +16,22 @@ import contextlib
 import gc
 import os
 from threading import get_ident
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .pending import PendingCall
+
+class OpenCall(Protocol):
+    """What this module needs of an attempt (a ``PendingCall``), without importing it back."""
+
+    done: bool
+
+    def finish(self, state: str, exc: BaseException | None = None) -> None: ...
+
 
 # End states of an attempt the caller never closed (the others are in ``pending``): finished by its stream's
 # finaliser, or at interpreter exit.
 DROPPED, EXITED = "dropped", "exited"
 
-_open: set[PendingCall] = set()
+_open: set[OpenCall] = set()
 add = _open.add
 """Register an attempt when it starts (a set add: atomic under the GIL, tens of nanoseconds)."""
 discard = _open.discard

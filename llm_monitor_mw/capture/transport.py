@@ -20,6 +20,7 @@ from time import perf_counter
 from typing import Any
 
 from ..context import current_inbound, current_tags
+from ..hooks import Hooks
 from .httplibs import (
     ASYNC_STREAM_BASES,
     ASYNC_TRANSPORT_BASES,
@@ -80,21 +81,21 @@ class Capturer:
         registry: Registry,
         sink: Callable[[PendingCall], None],
         *,
+        hooks: Hooks | None = None,
         max_body_bytes: int,
         stream_usage: bool = False,
-        on_error: Callable[[BaseException], None] | None = None,
         on_begin: Callable[[], None] | None = None,
     ) -> None:
         self.registry = registry
         self.sink = sink
+        self.hooks = hooks if hooks is not None else Hooks()
+        """Its ``gates`` run before an LLM request leaves the process (one raising :class:`CallRefused` refuses
+        it); its ``count_error`` counts what went wrong in here."""
         self.on_begin = on_begin
         """Called on the caller's thread before each captured call (the writer's ``start``: threads are started
         here, never from ``sink``, which may run in a garbage-collection finaliser)."""
         self.max_body_bytes = max_body_bytes
         self.stream_usage = stream_usage
-        self.on_error = on_error
-        self.gates: list[Callable[[PendingCall], None]] = []
-        """Checks run before an LLM request leaves the process; one raising :class:`CallRefused` refuses it."""
 
     def begin(self, request: Any) -> tuple[PendingCall | None, Any]:
         """A `PendingCall` for an LLM request (else ``None``), and the request to send.
@@ -153,7 +154,7 @@ class Capturer:
         except Exception as exc:
             self.failed(exc)
             return None, request
-        for gate in self.gates:
+        for gate in self.hooks.gates:  # one read of the copy-on-write tuple: never skips or repeats a gate
             try:
                 gate(pending)
             except CallRefused as refused:
@@ -165,8 +166,7 @@ class Capturer:
 
     def failed(self, exc: BaseException) -> None:
         logger.warning("llm_monitor_mw: capture skipped a request after an internal error: %r", exc)
-        if self.on_error is not None:
-            self.on_error(exc)
+        self.hooks.count_error(exc)
 
 
 def _with_stream_usage(request: Any, body: bytes) -> Any:

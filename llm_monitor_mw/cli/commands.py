@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import TextIO
 
 from ..store.backup import backup as backup_db
-from ..store.database import Database
-from ..store.dbfile import health, iso, open_existing
-from ..store.export import Format
-from ..store.export import export as export_db
+from ..store.backup import postgres_hint
+from ..store.dbfile import PostgresHealth, health, iso, open_store, postgres_health
+from ..store.engine import is_postgres_url
+from ..store.export import Format, export_engine
 from ..store.outfile import Output, open_output
 from ..store.outfile import resolve as resolve_output
-from ..store.queries import Filters
+from ..store.read.filters import Filters, parse_tag
 from ..store.retention import prune as prune_db
 from ..store.retention import vacuum
-from .errors import UsageError
+from .errors import CommandFailed, UsageError
 from .timespec import format_duration
 
 
@@ -59,36 +59,57 @@ def ago(ts: float | None, now: float | None = None) -> str:
 
 def prune(args: argparse.Namespace) -> int:
     """Delete calls older than ``--older-than`` (and their roll-up buckets); optionally VACUUM."""
-    open_existing(args.db).close()
-    db = Database(args.db)
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be positive")
+    engine = open_store(args.db)
     try:
         before = time.time() - args.older_than
-        result = prune_db(db, before, batch_size=args.batch_size, dry_run=args.dry_run)
+        result = prune_db(engine, before, batch_size=args.batch_size, dry_run=args.dry_run)
+        if result.skipped:
+            raise CommandFailed(
+                f"{engine.location}: another prune (or an app's retention) is running on this database;"
+                " nothing was deleted, try again when it is done"
+            )
         what = f"calls that started before {iso(before)} (older than {format_duration(args.older_than)})"
         if args.dry_run:
             print(f"dry run: would delete {result.calls:,} {what} and {result.rollup_rows:,} roll-up rows")
-            return 0
-        print(
-            f"deleted {result.calls:,} {what} and {result.rollup_rows:,} roll-up rows"
-            f" in {result.seconds:.1f} s ({result.transactions:,} transactions,"
-            f" longest write lock {result.longest_lock_s * 1000:.0f} ms)"
-        )
-        if args.vacuum:
-            was = Path(args.db).stat().st_size
-            started = time.perf_counter()
-            vacuum(db)
-            now = Path(args.db).stat().st_size
-            print(f"vacuumed in {time.perf_counter() - started:.1f} s: {size(was)} -> {size(now)}")
+        else:
+            print(
+                f"deleted {result.calls:,} {what} and {result.rollup_rows:,} roll-up rows"
+                f" in {result.seconds:.1f} s ({result.transactions:,} transactions,"
+                f" longest write lock {result.longest_lock_s * 1000:.0f} ms)"
+            )
+        if result.kept:
+            print(
+                f"kept {result.kept:,} older calls not yet counted into the roll-ups and /metrics counters:"
+                f" an app writing to this database projects them, then a later prune deletes them"
+            )
+        if args.vacuum and not args.dry_run:
+            _vacuum(engine, args.db)
         return 0
     finally:
-        db.close()
+        engine.close()
+
+
+def _vacuum(engine: object, target: str) -> None:
+    started = time.perf_counter()
+    if is_postgres_url(target):
+        vacuum(engine)  # type: ignore[arg-type]
+        print(f"vacuumed in {time.perf_counter() - started:.1f} s (PostgreSQL VACUUM: the space is reused)")
+        return
+    was = Path(target).stat().st_size
+    vacuum(engine)  # type: ignore[arg-type]
+    now = Path(target).stat().st_size
+    print(f"vacuumed in {time.perf_counter() - started:.1f} s: {size(was)} -> {size(now)}")
 
 
 # ---- backup -----------------------------------------------------------------------------------------------------
 
 
 def backup(args: argparse.Namespace) -> int:
-    """Copy the database consistently while apps may be writing to it."""
+    """Copy the database consistently while apps may be writing to it (SQLite only: PostgreSQL has pg_dump)."""
+    if is_postgres_url(args.db):
+        raise UsageError(postgres_hint(args.db))
     dest = args.dest
     if dest == "-":
         sys.stdout.flush()
@@ -121,10 +142,10 @@ def export_filters(args: argparse.Namespace) -> Filters:
     """The ``Filters`` named by ``--since``, ``--until``, ``--provider``, ``--model``, ``--status``, … ."""
     tag = None
     if args.tag:
-        key, sep, value = args.tag.partition(":")
-        if not sep or not key:
-            raise UsageError(f"--tag {args.tag!r}: use key:value, e.g. --tag feature:chat")
-        tag = (key, value)
+        try:
+            tag = parse_tag(args.tag)
+        except ValueError:
+            raise UsageError(f"--tag {args.tag!r}: use key:value, e.g. --tag feature:chat") from None
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise UsageError("--since must be before --until")
     return Filters(
@@ -171,10 +192,13 @@ def export(args: argparse.Namespace) -> int:
     """Stream the matching calls as CSV or JSON Lines to a file or stdout."""
     fmt = export_format(args)
     filters = export_filters(args)
-    open_existing(args.db).close()  # a bad database must not leave an output file behind
-    out = _resolve_output(args.output)
-    with _output(out) as text:
-        count = export_db(args.db, text, fmt, filters, content=args.content)
+    engine = open_store(args.db)  # a bad database must not leave an output file behind
+    try:
+        out = _resolve_output(args.output)
+        with _output(out) as text:
+            count = export_engine(engine, text, fmt, filters, content=args.content)
+    finally:
+        engine.close()
     where = "stdout" if args.output == "-" else args.output
     print(f"exported {count:,} calls as {fmt} to {where}", file=sys.stderr)
     return 0
@@ -185,13 +209,13 @@ def export(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     """Print the database's health; status 2 when the integrity check fails."""
+    if is_postgres_url(args.db):
+        return _check_postgres(args, postgres_health(args.db))
     report = health(args.db)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        version = f"{report.schema_version}"
-        if report.schema_version < report.current_schema:
-            version += f" (this package writes {report.current_schema}; upgraded when an app opens the file)"
+        version = _schema_line(report.schema_version, report.current_schema, "file")
         integrity = "ok (quick_check)" if report.healthy else "FAILED: " + "; ".join(report.integrity)
         for label, value in (
             ("file", report.path),
@@ -208,6 +232,30 @@ def check(args: argparse.Namespace) -> int:
     if not report.healthy:
         print(f"llm-monitor: error: {args.db}: integrity check failed", file=sys.stderr)
         return 2
+    return 0
+
+
+def _schema_line(version: int, current: int, what: str = "database") -> str:
+    if version < current:
+        return f"{version} (this package writes {current}; upgraded when an app opens the {what})"
+    return f"{version}"
+
+
+def _check_postgres(args: argparse.Namespace, report: PostgresHealth) -> int:
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    for label, value in (
+        ("engine", f"PostgreSQL {report.server_version}"),
+        ("database", report.location),
+        ("status", "healthy"),
+        ("schema version", _schema_line(report.schema_version, report.current_schema)),
+        ("calls", f"{report.calls:,}"),
+        ("first call", ago(report.first_call_at)),
+        ("last call", ago(report.last_call_at)),
+        ("size", f"{size(report.size_bytes)} (calls: {size(report.calls_bytes)}; pg_total_relation_size)"),
+    ):
+        print(f"{label + ':':<16}{value}")
     return 0
 
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from ..store.dbfile import DatabaseFileError
+from ..store.dbfile import DatabaseFileError, DatabaseUnreachable
 from ..store.export import FORMATS
 from . import commands, serve
 from .errors import CommandFailed, UsageError
@@ -18,8 +18,9 @@ from .timespec import parse_duration, parse_moment
 PROG = "llm-monitor"
 
 EXIT_STATUS = """\
-exit status: 0 success, 1 the operation failed (e.g. the database stayed locked, disk full, port in use),
-             2 usage error or unusable database (missing, not SQLite, corrupt, written by a newer version)"""
+exit status: 0 success, 1 the operation failed (e.g. the database stayed locked or its server did not answer,
+             disk full, port in use, another prune running), 2 usage error or unusable database (missing, not
+             SQLite, corrupt, not an llm-monitor database, written by a newer version)"""
 
 MAIN_EPILOG = f"""\
 examples:
@@ -28,7 +29,11 @@ examples:
   {PROG} prune llm_monitor.db --older-than 30d     delete calls older than 30 days
   {PROG} backup llm_monitor.db backup.db           consistent copy while the app keeps writing
   {PROG} export llm_monitor.db --since 7d -o calls.csv
+  {PROG} check postgresql://monitor@db.internal/llm   the same commands on PostgreSQL (but backup: pg_dump)
   {PROG} demo                                      demo app with a fake LLM server
+
+DB is a SQLite file or a PostgreSQL URL (postgresql://user:password@host:5432/dbname, or postgres://...);
+prefer PGPASSWORD or ~/.pgpass to a password in the URL, which other users can see in the process list.
 
 Run '{PROG} COMMAND --help' for a command's options.
 
@@ -72,14 +77,16 @@ def _command(
 
 
 def _db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("db", metavar="DB", help="the SQLite file the monitor writes (it must exist)")
+    parser.add_argument(
+        "db", metavar="DB", help="the SQLite file or postgresql:// URL the monitor writes (it must exist)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``llm-monitor`` parser with one subcommand per job."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Serve, inspect and maintain an llm-monitor-mw SQLite database.",
+        description="Serve, inspect and maintain an llm-monitor-mw database (SQLite file or PostgreSQL).",
         epilog=MAIN_EPILOG,
         formatter_class=_Formatter,
     )
@@ -89,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "serve",
-        "serve the dashboard and JSON API for a database file",
+        "serve the dashboard and JSON API for a database",
         f"  {PROG} serve llm_monitor.db\n"
         f"  LLM_MONITOR_PASSWORD=secret {PROG} serve llm_monitor.db --host 0.0.0.0 --username admin\n"
         f"  {PROG} serve llm_monitor.db --port 9000 --prefix /monitoring --retention 30d\n\n"
@@ -126,10 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
         "prune",
         "delete calls older than an age, in short transactions that running apps barely notice",
         f"  {PROG} prune llm_monitor.db --older-than 30d --dry-run\n"
-        f"  {PROG} prune llm_monitor.db --older-than 90d --vacuum\n\n"
+        f"  {PROG} prune llm_monitor.db --older-than 90d --vacuum\n"
+        f"  {PROG} prune postgresql://monitor@db.internal/llm --older-than 30d\n\n"
         "Ages: a number and a unit, s, m, h, d or w (15m, 12h, 30d, 2w). Roll-up buckets (the dashboard's hourly\n"
-        "and daily aggregates) that ended before the cutoff go too. Without --vacuum the file keeps its size and\n"
-        "SQLite reuses the freed pages.",
+        "and daily aggregates) that ended before the cutoff go too. Only calls the writer has already counted\n"
+        "into the roll-ups and /metrics counters are deleted; older ones still waiting (an old database's\n"
+        "backlog) are kept, counted, and reported. --dry-run counts exactly what the real run deletes. One prune\n"
+        "runs at a time per database (another one, or an app's retention, makes this one exit with status 1).\n"
+        "Without --vacuum a SQLite file keeps its size and SQLite reuses the freed pages; on PostgreSQL --vacuum\n"
+        "runs a plain VACUUM (the space is reused, writers are not blocked).",
         commands.prune,
     )
     _db(p)
@@ -146,10 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "backup",
-        "copy a database consistently while apps keep writing to it (SQLite online backup)",
+        "copy a SQLite database consistently while apps keep writing to it (SQLite online backup)",
         f"  {PROG} backup llm_monitor.db /backups/llm_monitor-$(date +%F).db\n"
         f"  {PROG} backup llm_monitor.db - | gzip > llm_monitor.db.gz\n\n"
         "The copy is one self-contained file, checked with PRAGMA quick_check before it takes DEST's name.\n"
+        "PostgreSQL databases are backed up with pg_dump (e.g. pg_dump --format=custom -f llm.dump URL).\n"
         f"{OUTPUT_RULES}",
         commands.backup,
     )
@@ -188,8 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "check",
         "print a database's health: schema version, rows, last call, size, WAL size, integrity",
-        f"  {PROG} check llm_monitor.db\n  {PROG} check llm_monitor.db --json\n\n"
-        "Opens the file read-only. Exit status 2 when it is missing, unreadable or fails PRAGMA quick_check.",
+        f"  {PROG} check llm_monitor.db\n  {PROG} check llm_monitor.db --json\n"
+        f"  {PROG} check postgresql://monitor@db.internal/llm\n\n"
+        "Opens the file read-only. Exit status 2 when it is missing, unreadable or fails PRAGMA quick_check.\n"
+        "On PostgreSQL: server version, schema version, rows, first/last call and size (pg_total_relation_size).",
         commands.check,
     )
     _db(p)
@@ -209,11 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except (UsageError, DatabaseFileError) as exc:
         return _fail(str(exc), 2)
-    except CommandFailed as exc:
+    except (CommandFailed, DatabaseUnreachable) as exc:
         return _fail(str(exc), 1)
     except sqlite3.DatabaseError as exc:
         kind = "corrupt database" if "malformed" in str(exc) or "not a database" in str(exc) else "database error"
         return _fail(f"{kind}: {exc}", 2 if kind == "corrupt database" else 1)
+    except _postgres_errors() as exc:  # messages from the server name no password
+        return _fail(f"database error: {' '.join(str(exc).split())}", 1)
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):  # e.g. `llm-monitor export db | head`
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -222,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _postgres_errors() -> tuple[type[BaseException], ...]:
+    psycopg = sys.modules.get("psycopg")  # imported only if a PostgreSQL URL was used
+    return (psycopg.Error,) if psycopg is not None else ()
 
 
 def _fail(message: str, status: int) -> int:

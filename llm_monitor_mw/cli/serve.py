@@ -1,4 +1,5 @@
-"""``llm-monitor serve``: the dashboard on an existing SQLite file, standalone, through uvicorn."""
+"""``llm-monitor serve``: the dashboard on an existing SQLite file or a PostgreSQL database, standalone, through
+uvicorn. It records nothing: it serves a :class:`~llm_monitor_mw.store.Store` (and runs its retention)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 
-from ..monitor import Monitor
+from ..hooks import Hooks
+from ..store import Store, open_engine
 from ..store.dbfile import open_existing
+from ..store.engine import is_postgres_url
+from ..web.app import create_app
 from ..web.auth import BasicAuth
 from .errors import CommandFailed, UsageError
 
@@ -62,9 +66,9 @@ def normalize_prefix(prefix: str) -> str:
     return "/" + stripped
 
 
-def build_app(monitor: Monitor, auth: BasicAuth | None, prefix: str) -> Any:
+def build_app(store: Store, hooks: Hooks, auth: BasicAuth | None, prefix: str) -> Any:
     """The monitoring app, at the root or mounted at ``prefix`` (``/`` then redirects there)."""
-    app = monitor.asgi_app(auth=auth)
+    app = create_app(store, hooks, auth)
     if not prefix:
         return app
 
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
     import uvicorn
 
-    open_existing(args.db).close()  # refuse a missing, foreign or newer file before anything creates it
+    if not is_postgres_url(args.db):
+        open_existing(args.db).close()  # refuse a missing, foreign or newer file before anything creates it
     auth = credentials(args)
     prefix = normalize_prefix(args.prefix)
     if not 0 <= args.port <= 65535:
@@ -108,17 +113,21 @@ def run(args: argparse.Namespace) -> int:
         if auth is None and not is_loopback(args.host):
             print(OPEN_WARNING.format(host=args.host, port=port, env=PASSWORD_ENV), file=sys.stderr, flush=True)
         retention_days = args.retention / 86400 if args.retention else None
-        with Monitor(args.db, retention_days=retention_days) as monitor:
-            app = build_app(monitor, auth, prefix)
+        hooks = Hooks()
+        store = Store(open_engine(args.db), hooks=hooks, retention_days=retention_days)
+        if store.retention is not None:
+            store.retention.start()
+        try:
+            app = build_app(store, hooks, auth, prefix)
             shown = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
             print(
-                f"llm-monitor: serving {args.db} at http://{shown}:{port}{prefix}/"
+                f"llm-monitor: serving {store.engine.location} at http://{shown}:{port}{prefix}/"
                 f" ({'basic auth' if auth else 'no auth'}); Ctrl-C stops",
                 file=sys.stderr,
                 flush=True,
             )
             server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level))
-            # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally (closing the monitor)
+            # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally (closing the store)
             # instead of dying by the signal.
             previous = signal.signal(signal.SIGTERM, _exit_normally)
             try:
@@ -127,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
                 signal.signal(signal.SIGTERM, previous)
             if not server.started:
                 raise CommandFailed("the server did not start (see the log above)")
+        finally:
+            store.close()
     finally:
         sock.close()
     return 0

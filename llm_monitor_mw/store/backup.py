@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import outfile
-from .dbfile import DatabaseFileError, open_existing
+from .dbfile import DatabaseFileError, location, open_existing
+from .engine import is_postgres_url
 from .schema import CALLS
 
 
@@ -57,6 +58,8 @@ def backup(
     ``overwrite``, and ``dest`` being the source itself. Raises :class:`DatabaseFileError` when the source is not a
     usable llm-monitor database.
     """
+    if is_postgres_url(db_path):
+        raise DatabaseFileError(postgres_hint(db_path))
     started = time.perf_counter()
     source = Path(db_path)
     target = Path(dest)
@@ -99,6 +102,15 @@ def backup(
         calls=calls,
         seconds=time.perf_counter() - started,
         streamed=not out.replaces,
+    )
+
+
+def postgres_hint(url: str | os.PathLike[str]) -> str:
+    """Why a PostgreSQL database is not backed up here, and the ``pg_dump`` command that does it (the URL shown
+    without its password: ``pg_dump`` reads that from ``PGPASSWORD`` or ``~/.pgpass``)."""
+    return (
+        f"{location(url)}: backup copies SQLite files only; for PostgreSQL use pg_dump,"
+        f" e.g. pg_dump --format=custom --file=llm_monitor.dump '{location(url)}'"
     )
 
 

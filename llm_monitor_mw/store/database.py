@@ -119,6 +119,22 @@ class Database:
         """This thread's connection (the :class:`~llm_monitor_mw.store.engine.base.Engine` interface)."""
         return self.connect().conn
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside a read transaction (``BEGIN`` deferred: the snapshot is taken at the
+        first read); every statement in the block sees the same snapshot. Nested use joins the outer one."""
+        conn = self.connection()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")  # read only: nothing to commit
+
     def iterate(self, sql: str, params: Sequence[Any] = (), *, size: int = 1000) -> Iterator[tuple[Any, ...]]:
         """Stream the rows of a long read on a connection of its own (a reader never blocks this thread's)."""
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -141,7 +157,7 @@ class Database:
             ident = None if self.path == ":memory:" else file_identity(self.path)
             with self._lock:
                 if ident not in self._migrated:
-                    self._retry(lambda: migrate(db))
+                    self._retry(lambda: migrate(conn, self.dialect))
                     self._migrated.add(ident)
         except BaseException:
             conn.close()

@@ -1,9 +1,13 @@
-"""An existing database file, opened for maintenance without creating or migrating it, and its health.
+"""An existing database, opened for maintenance without creating or migrating it, and its health.
 
 :class:`~llm_monitor_mw.store.database.Database` creates a missing file and migrates an old one, which is right
 for an app that records calls and wrong for a tool asked to read a file: a typo in a path must not leave an
 empty database behind. :func:`open_existing` refuses a missing, non-SQLite, corrupt or foreign file, or one
 written by a newer schema version, with a :class:`DatabaseFileError` whose message is one readable line.
+
+A target may also be a PostgreSQL URL (``postgresql://`` or ``postgres://``): :func:`check_target` and
+:func:`open_store` accept both, :func:`postgres_health` reports on a server. Messages name a database by its
+location (the URL without its password), never by the URL itself.
 """
 
 from __future__ import annotations
@@ -13,15 +17,25 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .database import BUSY_TIMEOUT_MS
+from .engine import is_postgres_url, open_engine
 from .schema import CALLS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from .engine.base import Engine
+    from .engine.postgres import PgConnection
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class DatabaseFileError(Exception):
     """The file cannot be used as an llm-monitor database: missing, not SQLite, corrupt, foreign or too new."""
+
+
+class DatabaseUnreachable(Exception):
+    """The database server could not be reached (down, refused, timed out): an operation that failed."""
 
 
 def check_file(path: str | os.PathLike[str]) -> Path:
@@ -162,3 +176,146 @@ def iso(ts: float | None) -> str | None:
         return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     except (ValueError, OverflowError, OSError, TypeError):
         return None
+
+
+# ---- either engine ----------------------------------------------------------------------------------------------
+
+PG_TABLE_PATTERNS = ("calls", "llm_monitor_schema", "rollup\\_%", "counter%", "alert\\_%")
+"""The tables of an llm-monitor schema on PostgreSQL (``LIKE`` patterns), for its size."""
+
+
+def location(target: str | os.PathLike[str]) -> str:
+    """How to name ``target`` in messages: a file path as given, a URL without its password."""
+    if is_postgres_url(target):
+        from .engine.postgres import redact
+
+        return redact(os.fspath(target))
+    return os.fspath(target)
+
+
+def _pg_connection(url: str) -> PgConnection:
+    """A connection to an existing PostgreSQL llm-monitor database (not migrated, never created)."""
+    try:
+        from .engine.postgres import PgConnection, PostgresEngine
+    except ImportError as exc:  # psycopg missing
+        raise DatabaseFileError(
+            f"PostgreSQL needs psycopg ({exc.name} is not installed): pip install 'llm-monitor-mw[postgres]'"
+        ) from None
+    import psycopg
+
+    where = location(url)
+    try:
+        conn = PgConnection(PostgresEngine(url))
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if "authentication failed" in reason or "does not exist" in reason:
+            raise DatabaseFileError(f"{where}: cannot connect ({reason})") from None
+        raise DatabaseUnreachable(f"{where}: cannot connect ({reason})") from None
+    except psycopg.Error as exc:
+        raise DatabaseFileError(f"{where}: cannot connect ({' '.join(str(exc).split())})") from None
+    return conn
+
+
+def _pg_version(conn: PgConnection, url: str) -> int:
+    from .schema import postgres_version
+
+    version = postgres_version(conn)
+    where = location(url)
+    if version is None or not conn.execute("SELECT to_regclass(?) IS NOT NULL", [CALLS]).fetchone()[0]:
+        raise DatabaseFileError(f"{where}: a PostgreSQL database, but not an llm-monitor one (no schema yet)")
+    if version > SCHEMA_VERSION:
+        raise DatabaseFileError(
+            f"{where}: written by a newer llm-monitor-mw (schema version {version}; this one understands up to"
+            f" {SCHEMA_VERSION}): upgrade the package"
+        )
+    return version
+
+
+def check_target(target: str | os.PathLike[str]) -> str:
+    """Check that ``target`` (a SQLite file or a PostgreSQL URL) is a usable llm-monitor database, without creating
+    or migrating anything; returns its :func:`location`. Raises :class:`DatabaseFileError` (or
+    :class:`DatabaseUnreachable` for a server that does not answer)."""
+    if is_postgres_url(target):
+        conn = _pg_connection(os.fspath(target))
+        try:
+            _pg_version(conn, os.fspath(target))
+        finally:
+            conn.close()
+    else:
+        open_existing(target).close()
+    return location(target)
+
+
+def open_store(target: str | os.PathLike[str]) -> Engine:
+    """The engine of an existing llm-monitor database, checked first with :func:`check_target`."""
+    check_target(target)
+    return open_engine(target)
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresHealth:
+    """What ``llm-monitor check`` reports about a PostgreSQL database."""
+
+    location: str
+    server_version: str
+    schema_version: int
+    calls: int
+    first_call_at: float | None
+    last_call_at: float | None
+    size_bytes: int
+    """``pg_total_relation_size`` (tables, indexes, TOAST) summed over the llm-monitor tables."""
+    calls_bytes: int
+    """``pg_total_relation_size('calls')``."""
+
+    healthy = True
+    engine = "postgresql"
+
+    @property
+    def current_schema(self) -> int:
+        """The schema version this package writes."""
+        return SCHEMA_VERSION
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready summary (times as ISO-8601 UTC)."""
+        return {
+            "engine": self.engine,
+            "location": self.location,
+            "healthy": self.healthy,
+            "server_version": self.server_version,
+            "schema_version": self.schema_version,
+            "current_schema_version": SCHEMA_VERSION,
+            "calls": self.calls,
+            "first_call_at": iso(self.first_call_at),
+            "last_call_at": iso(self.last_call_at),
+            "size_bytes": self.size_bytes,
+            "calls_bytes": self.calls_bytes,
+        }
+
+
+def postgres_health(url: str) -> PostgresHealth:
+    """Report on the llm-monitor database at ``url``: server and schema version, rows, time span, size."""
+    conn = _pg_connection(url)
+    try:
+        version = _pg_version(conn, url)
+        server = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+        calls, first, last = conn.execute(f"SELECT count(*), min(started_at), max(started_at) FROM {CALLS}").fetchone()
+        likes = " OR ".join("c.relname LIKE ?" for _ in PG_TABLE_PATTERNS)
+        size = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND ({likes})",
+            PG_TABLE_PATTERNS,
+        ).fetchone()[0]
+        calls_bytes = conn.execute("SELECT pg_total_relation_size(CAST(? AS regclass))", [CALLS]).fetchone()[0]
+        return PostgresHealth(
+            location=location(url),
+            server_version=str(server).split()[0],
+            schema_version=version,
+            calls=int(calls),
+            first_call_at=first,
+            last_call_at=last,
+            size_bytes=int(size),
+            calls_bytes=int(calls_bytes),
+        )
+    finally:
+        conn.close()

@@ -1,6 +1,8 @@
 """Exporting calls as CSV or JSON Lines, streamed row by row from one read-only snapshot.
 
-Rows come oldest first through a cursor (never all in memory), in the same shape as the dashboard's export:
+The source is a SQLite file or a PostgreSQL URL. Rows come oldest first through :meth:`Engine.iterate` (one
+statement on a connection of its own: a SQLite read snapshot, a PostgreSQL server-side cursor; never all in
+memory), in the same shape as the dashboard's export:
 ``started_at`` as ISO-8601 UTC, ``tags`` as JSON (an object in JSON Lines), ``ok``/``streamed`` as booleans.
 Prompt and response text (``request_content``/``response_content``) is left out unless asked for. Cells are
 made by :mod:`.cells`, as the dashboard's are: CSV is spreadsheet-safe (RFC 4180 quoting, formulas neutralised with
@@ -12,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from typing import Any, Literal, TextIO
 
 from .cells import csv_row, csv_writer, dumps, json_row
-from .dbfile import iso, open_existing
-from .queries import API_COLUMNS, DETAIL_COLUMNS, Filters
+from .dbfile import iso, open_existing, open_store
+from .engine.base import Engine
+from .read.calls import API_COLUMNS, DETAIL_COLUMNS
+from .read.filters import Filters
 from .schema import CALLS
 
 Format = Literal["csv", "jsonl"]
@@ -27,20 +30,34 @@ ALL = Filters()
 """No filter: every call."""
 
 
-def columns(conn: sqlite3.Connection, *, content: bool = False) -> list[str]:
-    """The exported columns, in order (those missing from an older database, e.g. before schema 2, left out)."""
-    present = {r[1] for r in conn.execute(f"PRAGMA table_info({CALLS})")}
+def columns(engine: Engine, *, content: bool = False) -> list[str]:
+    """The exported columns, in order (those missing from an older database, e.g. before schema 2, left out).
+
+    A SQLite file is read through a read-only connection of its own: an export never migrates it."""
+    if engine.name == "sqlite":
+        conn = open_existing(engine.location)
+        try:
+            present = {r[1] for r in conn.execute(f"PRAGMA table_info({CALLS})")}
+        finally:
+            conn.close()
+    else:
+        present = {
+            r[0]
+            for r in engine.connection().execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                " AND table_name = ?",
+                [CALLS],
+            )
+        }
     return [c for c in (DETAIL_COLUMNS if content else API_COLUMNS) if c in present]
 
 
-def iter_calls(conn: sqlite3.Connection, names: list[str], filters: Filters = ALL) -> Iterator[dict[str, Any]]:
+def iter_calls(engine: Engine, names: list[str], filters: Filters = ALL) -> Iterator[dict[str, Any]]:
     """Every call matching ``filters``, oldest first, as dicts of the stored values of columns ``names``."""
-    where, params = filters.where()
+    where, params = filters.where(engine.dialect)
     quoted = ", ".join(f'"{c}"' for c in names)
-    cursor = conn.execute(f"SELECT {quoted} FROM {CALLS}{where} ORDER BY started_at, id", params)
-    while batch := cursor.fetchmany(500):
-        for values in batch:
-            yield dict(zip(names, values, strict=True))
+    for values in engine.iterate(f"SELECT {quoted} FROM {CALLS}{where} ORDER BY started_at, id", params, size=500):
+        yield dict(zip(names, values, strict=True))
 
 
 def _shaped(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +75,7 @@ def _shaped(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def export(
-    db_path: str | os.PathLike[str],
+    target: str | os.PathLike[str],
     out: TextIO,
     format: Format = "csv",
     filters: Filters = ALL,
@@ -67,26 +84,34 @@ def export(
 ) -> int:
     """Write the calls matching ``filters`` to ``out`` as ``csv`` or ``jsonl``; returns how many were written.
 
-    Open ``out`` with ``newline=""``: CSV records end in ``\\r\\n`` and fields may hold either character.
+    ``target`` is a SQLite file or a PostgreSQL URL. Open ``out`` with ``newline=""``: CSV records end in
+    ``\\r\\n`` and fields may hold either character.
 
-    Raises :class:`~llm_monitor_mw.store.dbfile.DatabaseFileError` when ``db_path`` is not a usable database.
+    Raises :class:`~llm_monitor_mw.store.dbfile.DatabaseFileError` when ``target`` is not a usable database.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
-    conn = open_existing(db_path)
+    engine = open_store(target)
     try:
-        names = columns(conn, content=content)
-        count = 0
-        if format == "jsonl":
-            for row in iter_calls(conn, names, filters):
-                out.write(dumps(json_row(_shaped(row))) + "\n")
-                count += 1
-            return count
-        writer = csv_writer(out)
-        writer.writerow(names)
-        for row in iter_calls(conn, names, filters):
-            writer.writerow(csv_row(_shaped(row), names))
+        return export_engine(engine, out, format, filters, content=content)
+    finally:
+        engine.close()
+
+
+def export_engine(
+    engine: Engine, out: TextIO, format: Format = "csv", filters: Filters = ALL, *, content: bool = False
+) -> int:
+    """:func:`export` from an open engine."""
+    names = columns(engine, content=content)
+    count = 0
+    if format == "jsonl":
+        for row in iter_calls(engine, names, filters):
+            out.write(dumps(json_row(_shaped(row))) + "\n")
             count += 1
         return count
-    finally:
-        conn.close()
+    writer = csv_writer(out)
+    writer.writerow(names)
+    for row in iter_calls(engine, names, filters):
+        writer.writerow(csv_row(_shaped(row), names))
+        count += 1
+    return count

@@ -1,16 +1,27 @@
-"""The background writer: a bounded queue drained in batches into SQLite on one thread.
+"""The background writer: a bounded queue drained in batches into the store on one thread, projections included.
 
 ``submit`` is the only thing the caller's path touches: a length check and a ``deque.append`` (both atomic under
 the GIL). On overflow the item is dropped and counted, never blocking and never growing without bound. The
 writer thread turns queued items into rows with the ``prepare`` callable it was given (parsing and pricing happen
-there), inserts them in one ``BEGIN IMMEDIATE`` transaction per batch, and retries while another process holds
-the write lock.
+there) and writes each batch in one transaction (:meth:`Engine.write`, retried while the database is busy or the
+connection was lost):
+
+1. lock the projection cursor (:func:`~.projections.lock_cursor`: ``SELECT … FOR UPDATE`` on PostgreSQL, before
+   the insert, so ids grow in commit order across processes and hosts; ``BEGIN IMMEDIATE`` on SQLite);
+2. insert the batch (``executemany`` of tuples, each stamped with this writer's ``instance``);
+3. project at most ``project_limit`` rows past the cursor (:data:`~.projections.LIMITS`), the batch's first, into the
+   dashboard roll-ups and the ``/metrics`` counters, and move the cursor (:meth:`~.projections.Projector.project`);
+4. commit.
+
+When idle with a backlog (an old database, rows another process could not project), the writer keeps catching up
+in transactions of at most ``project_limit`` rows, pausing between them as long as each held the lock.
 
 One record never takes another with it: when a batch fails for a reason other than the database (busy after the
 retries, unreachable, full, read-only), its records are inserted one by one, and a record that still fails is
-retried once with its unstorable values (integers outside SQLite's 64 bits, non-finite floats, types SQLite
-cannot bind) set to NULL and named in its ``error`` column; only then is it counted as failed. Non-finite floats
-are set to NULL (and noted) in every row, as they would break the sums and the JSON of every later read.
+retried once with its unstorable values (integers outside 64 bits, non-finite floats, types the engine cannot
+bind, text PostgreSQL cannot hold) set to NULL and named in its ``error`` column; only then is it counted as
+failed. Non-finite floats are set to NULL (and noted) in every row, as they would break the sums and the JSON of
+every later read.
 """
 
 from __future__ import annotations
@@ -20,8 +31,10 @@ import contextlib
 import json
 import logging
 import math
+import operator
 import os
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -31,67 +44,50 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..record import CallRecord
-from .database import Database
+from .engine.base import Connection, Engine
+from .projections import LIMIT, Progress, Projector, behind, lock_cursor
 from .schema import CALL_COLUMNS, CALLS
 
 logger = logging.getLogger("llm_monitor_mw")
 
-_INSERT = f"INSERT INTO {CALLS} ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
-
-
-def record_row(record: CallRecord) -> tuple[Any, ...]:
-    """The row tuple for ``record``, in :data:`CALL_COLUMNS` order."""
-    return (
-        record.started_at,
-        record.provider,
-        record.operation,
-        record.endpoint,
-        record.method,
-        record.host,
-        record.call_id,
-        record.attempt,
-        record.request_model,
-        record.response_model,
-        record.response_model or record.request_model,
-        record.status_code,
-        1 if record.ok else 0,
-        record.error_type,
-        record.error,
-        1 if record.streamed else 0,
-        record.input_tokens,
-        record.output_tokens,
-        record.total_tokens,
-        record.cached_tokens,
-        record.cache_creation_tokens,
-        record.reasoning_tokens,
-        record.cost_usd,
-        record.duration_ms,
-        record.ttft_ms,
-        record.ttlt_ms,
-        record.output_tokens_per_s,
-        record.finish_reason,
-        record.request_id,
-        record.ratelimit_remaining_requests,
-        record.ratelimit_remaining_tokens,
-        record.retry_after_s,
-        record.response_bytes,
-        json.dumps(record.tags, separators=(",", ":"), default=str) if record.tags else None,
-        record.request_content,
-        record.response_content,
-        record.route,
-        record.user,
-        record.inbound_method,
-        record.inbound_request_id,
-    )
-
-
-def insert_records(db: Database, records: Sequence[CallRecord]) -> None:
-    """Insert ``records`` in one transaction (retried while the database is busy)."""
-    rows = [record_row(r) for r in records]
-    db.write(lambda conn: conn.executemany(_INSERT, rows))
-
-
 _COLUMN_NAMES = tuple(CALL_COLUMNS)
+_QUOTED = ", ".join(f'"{c}"' if c == "user" else c for c in _COLUMN_NAMES)  # a reserved word in PostgreSQL
+_INSERT = f"INSERT INTO {CALLS} ({_QUOTED}) VALUES ({', '.join('?' for _ in _COLUMN_NAMES)})"
+_GET = operator.attrgetter(*_COLUMN_NAMES)
+_BOOLS = tuple(_COLUMN_NAMES.index(c) for c in ("ok", "streamed") if c in _COLUMN_NAMES)
+_TAGS = _COLUMN_NAMES.index("tags")
+_INSTANCE = _COLUMN_NAMES.index("instance") if "instance" in _COLUMN_NAMES else None
+
+
+def record_row(record: CallRecord, instance: str | None = None) -> tuple[Any, ...]:
+    """The row tuple for ``record``, in :data:`CALL_COLUMNS` order; ``instance`` (when given) is stamped on it."""
+    values = list(_GET(record))
+    for i in _BOOLS:
+        values[i] = 1 if values[i] else 0
+    tags = values[_TAGS]
+    values[_TAGS] = json.dumps(tags, separators=(",", ":"), default=str) if tags else None
+    if instance is not None and _INSTANCE is not None:
+        values[_INSTANCE] = instance
+    return tuple(values)
+
+
+def insert_records(
+    engine: Engine, records: Sequence[CallRecord], *, instance: str | None = None, project_limit: int = LIMIT
+) -> Progress:
+    """Insert ``records`` in one transaction (retried while the database is busy), projecting them (and at most
+    ``project_limit`` rows of a backlog) in it, as the writer does. For tools and tests that write directly."""
+    rows = [finite_row(record_row(r, instance)) for r in records]
+    projector = Projector(engine)
+
+    def fn(conn: Connection) -> Progress:
+        lo = lock_cursor(conn, engine.dialect)
+        if rows:
+            conn.executemany(_INSERT, rows)
+        return projector.project(conn, lo, limit=len(rows) + project_limit)
+
+    return engine.write(fn)
+
+
 _ERROR = _COLUMN_NAMES.index("error")
 _FLOATS = tuple(i for i, t in enumerate(CALL_COLUMNS.values()) if t is float)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -109,9 +105,10 @@ def finite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def storable_row(record: CallRecord) -> tuple[Any, ...]:
-    """The row of ``record`` with every value SQLite cannot store set to NULL and named in its ``error`` column:
-    integers outside 64 bits, non-finite floats, strings that are not valid Unicode, other types."""
+def storable_row(record: CallRecord, *, instance: str | None = None, nul: bool = True) -> tuple[Any, ...]:
+    """The row of ``record`` with every value the engine cannot store set to NULL and named in its ``error``
+    column: integers outside 64 bits, non-finite floats, strings that are not valid Unicode (or, with ``nul``
+    false, as on PostgreSQL, that hold a NUL character), other types."""
     values: list[Any] = []
     notes: list[str] = []
     for name in _COLUMN_NAMES:
@@ -119,15 +116,15 @@ def storable_row(record: CallRecord) -> tuple[Any, ...]:
             value: Any = getattr(record, name)
             if name in ("ok", "streamed"):
                 value = 1 if value else 0
-            elif name == "model":
-                value = record.response_model or record.request_model
             elif name == "tags":
                 value = json.dumps(value, separators=(",", ":"), default=str) if value else None
+            elif name == "instance" and instance is not None:
+                value = instance
         except Exception as exc:
             values.append(None)
             notes.append(f"{name} not storable ({type(exc).__name__})")
             continue
-        problem = _unstorable(value)
+        problem = _unstorable(value, nul=nul)
         if problem:
             value = None
             notes.append(f"{name} {problem}")
@@ -138,8 +135,8 @@ def storable_row(record: CallRecord) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def _unstorable(value: Any) -> str | None:
-    """Why SQLite cannot store ``value`` (``None`` if it can)."""
+def _unstorable(value: Any, *, nul: bool = True) -> str | None:
+    """Why the engine cannot store ``value`` (``None`` if it can)."""
     if value is None or value.__class__ in (bytes, bool):
         return None
     if isinstance(value, int):
@@ -151,6 +148,8 @@ def _unstorable(value: Any) -> str | None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return "not valid Unicode"
+        if not nul and "\x00" in value:
+            return "holds a NUL character"
         return None
     return f"of unstorable type {type(value).__name__}"
 
@@ -161,9 +160,17 @@ def _note(error: str | None, notes: list[str]) -> str:
 
 
 def database_trouble(exc: BaseException) -> bool:
-    """Whether ``exc`` is about the database (busy, unreachable, full, read-only, I/O), not about the rows:
-    inserting row by row would fail the same way."""
-    return isinstance(exc, (sqlite3.OperationalError, sqlite3.InternalError)) or type(exc) is sqlite3.DatabaseError
+    """Whether ``exc`` is about the database (busy, unreachable, full, read-only, I/O, connection lost), not about
+    the rows: inserting row by row would fail the same way."""
+    if isinstance(exc, (sqlite3.OperationalError, sqlite3.InternalError)) or type(exc) is sqlite3.DatabaseError:
+        return True
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        # OperationalError: connection, disk full, lock timeout, deadlock; InternalError: read-only transaction,
+        # aborted transaction; InterfaceError: the connection was closed
+        trouble = (psycopg.OperationalError, psycopg.InternalError, psycopg.InterfaceError)
+        return isinstance(exc, trouble) or type(exc) is psycopg.DatabaseError
+    return isinstance(exc, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,10 @@ class WriterStats:
     dropped: int
     failed: int
     last_write_at: float | None
+    projected_to: int | None = None
+    """The projection cursor after this writer's last transaction (``None`` before its first)."""
+    projection_failures: int = 0
+    """Projections this writer rolled back (their rows stay past the cursor; readers add them from raw rows)."""
 
 
 class _Flush:
@@ -187,19 +198,32 @@ class _Flush:
 
 
 class Writer:
-    """Batches queued items into the ``calls`` table on a daemon thread."""
+    """Batches queued items into the ``calls`` table on a daemon thread, projecting them in the same transaction.
+
+    ``instance`` is stamped on every row (``None``: the record's own ``instance``). ``project_limit`` bounds the
+    rows projected per transaction (default: :data:`~.projections.LIMITS` of the engine).
+    """
 
     def __init__(
         self,
-        db: Database,
+        engine: Engine,
         prepare: Callable[[Any], CallRecord],
         *,
         max_queue: int = 100_000,
         batch_size: int = 1000,
         interval: float = 0.25,
+        instance: str | None = None,
+        project_limit: int | None = None,
     ) -> None:
-        self.db = db
+        self.engine = engine
         self.prepare = prepare
+        self.instance = instance
+        self._projector = Projector(engine, limit=project_limit)
+        self.project_limit = self._projector.limit
+        self._nul_ok = engine.dialect.name != "postgresql"
+        self._behind = True  # unknown until the first transaction: a started writer checks once for a backlog
+        self._pause = 0.0
+        self.projected_to: int | None = None
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.interval = interval
@@ -215,6 +239,11 @@ class Writer:
         self.last_write_at: float | None = None
         self._deadline: float | None = None  # set while draining at exit: busy retries stop there
         _register_exit_flush(self)
+
+    @property
+    def db(self) -> Engine:
+        """The engine (the name older code used)."""
+        return self.engine
 
     # ---- caller's path -------------------------------------------------------------------------------------
 
@@ -298,7 +327,7 @@ class Writer:
         left = sum(1 for item in queue if not isinstance(item, _Flush))
         if left:
             self.dropped += left
-            logger.error("llm_monitor_mw: %d call record(s) not written to %s before exit", left, self.db.path)
+            logger.error("llm_monitor_mw: %d call record(s) not written to %s before exit", left, self.engine.location)
         queue.clear()
 
     def stats(self) -> WriterStats:
@@ -308,6 +337,8 @@ class Writer:
             dropped=self.dropped,
             failed=self.failed,
             last_write_at=self.last_write_at,
+            projected_to=self.projected_to,
+            projection_failures=self._projector.failures,
         )
 
     # ---- writer thread -------------------------------------------------------------------------------------
@@ -331,18 +362,57 @@ class Writer:
         self._pid = os.getpid()
         self.written = self.dropped = self.failed = 0
         self.last_write_at = None
+        self._behind = True
+        self.projected_to = None
 
     def _run(self) -> None:
         queue = self._queue
         while True:
-            self._wake.wait(self.interval)
+            self._wake.wait(self._pause if self._behind else self.interval)
             self._wake.clear()
             while queue:
                 self._drain_batch(queue)
             if self._closed and not queue:
                 with contextlib.suppress(Exception):
-                    self.db.close()  # this thread's connection: the file is released once the writer is closed
+                    self.engine.close()  # this thread's connection: the file is released once the writer is closed
                 return
+            if self._behind:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """One projection-only transaction when rows wait past the cursor (checked by a read first: an idle,
+        caught-up writer never opens a write transaction). Then pause as long as it held the lock."""
+        try:
+            if not behind(self.engine):
+                self._behind = False
+                return
+            began = time.monotonic()
+            self._transaction([])
+            self._pause = min(1.0, time.monotonic() - began)
+        except Exception:
+            self._behind = False  # the next batch tries again
+            logger.exception("llm_monitor_mw: catching up the projections of %s failed", self.engine.location)
+
+    def _transaction(self, rows: Sequence[tuple[Any, ...]]) -> Progress:
+        """Lock the cursor, insert ``rows``, project, commit (see the module docstring)."""
+        # at most project_limit rows, however large the batch: under a sustained load the projections may lag
+        # (readers add the rows past the cursor from raw rows) rather than the lock be held long
+        projector, dialect, limit = self._projector, self.engine.dialect, self.project_limit
+
+        def fn(conn: Connection) -> Progress:
+            lo = lock_cursor(conn, dialect)
+            if len(rows) == 1:
+                conn.execute(_INSERT, rows[0])
+            elif rows:
+                conn.executemany(_INSERT, rows)
+            return projector.project(conn, lo, limit=limit)
+
+        progress = self.engine.write(fn, deadline=self._deadline)
+        self.projected_to = progress.cursor
+        self._behind = progress.behind and not progress.failed
+        if not self._behind:
+            self._pause = 0.0
+        return progress
 
     def _drain_batch(self, queue: deque[Any]) -> None:
         records: list[CallRecord] = []
@@ -364,17 +434,17 @@ class Writer:
 
     def _write(self, records: list[CallRecord]) -> None:
         try:
-            rows = [finite_row(record_row(r)) for r in records]
+            rows = [finite_row(record_row(r, self.instance)) for r in records]
         except Exception:
             rows = None  # some record cannot even be turned into a row: one by one below
         if rows is not None:
             try:
-                self.db.write(lambda conn: conn.executemany(_INSERT, rows), deadline=self._deadline)
+                self._transaction(rows)
             except Exception as exc:
                 if database_trouble(exc):
                     self.failed += len(records)
                     logger.exception(
-                        "llm_monitor_mw: could not write %d call record(s) to %s", len(records), self.db.path
+                        "llm_monitor_mw: could not write %d call record(s) to %s", len(records), self.engine.location
                     )
                     return
             else:
@@ -387,25 +457,27 @@ class Writer:
         """After a batch failed because of its rows: each record alone, then cleaned, then counted as failed."""
         for n, record in enumerate(records):
             try:
-                self._insert_one(finite_row(record_row(record)))
+                self._insert_one(finite_row(record_row(record, self.instance)))
             except Exception as exc:
                 if database_trouble(exc):
                     self.failed += len(records) - n
                     logger.exception(
-                        "llm_monitor_mw: could not write %d call record(s) to %s", len(records) - n, self.db.path
+                        "llm_monitor_mw: could not write %d call record(s) to %s",
+                        len(records) - n,
+                        self.engine.location,
                     )
                     return
                 try:
-                    self._insert_one(storable_row(record))
+                    self._insert_one(storable_row(record, instance=self.instance, nul=self._nul_ok))
                 except Exception:
                     self.failed += 1
-                    logger.exception("llm_monitor_mw: could not write a call record to %s", self.db.path)
+                    logger.exception("llm_monitor_mw: could not write a call record to %s", self.engine.location)
                     continue
             self.written += 1
             self.last_write_at = time.time()
 
     def _insert_one(self, row: tuple[Any, ...]) -> None:
-        self.db.write(lambda conn: conn.execute(_INSERT, row), deadline=self._deadline)
+        self._transaction([row])
 
 
 _writers: weakref.WeakSet[Writer] = weakref.WeakSet()

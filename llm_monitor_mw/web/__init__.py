@@ -1,1 +1,1 @@
-"""Web: the mountable Starlette app. Reads only through `store.queries`."""
+"""Web: the mountable Starlette app. Reads only through the :class:`~llm_monitor_mw.store.Store` it is given."""

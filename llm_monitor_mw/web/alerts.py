@@ -8,6 +8,7 @@ otherwise it redirects (303) back to the page. POSTs pass the app's CSRF check (
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment
@@ -22,23 +23,23 @@ from .params import ParamError, parse_id
 from .urls import url_for
 
 if TYPE_CHECKING:
-    from ..monitor import Monitor
+    from ..alerts import AlertManager
 
 HISTORY_LIMIT = 100
 
 
 class AlertsPage:
-    """The handlers, bound to one monitor's alert manager."""
+    """The handlers, bound to one alert manager (``manager()`` gives it: it is built on first use)."""
 
-    def __init__(self, monitor: Monitor, env: Environment) -> None:
-        self.monitor = monitor
+    def __init__(self, manager: Callable[[], AlertManager], env: Environment) -> None:
+        self.manager = manager
         self.env = env
 
     def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         return render_page(self.env, request, template, status_code, **context)
 
     def _context(self) -> dict[str, Any]:
-        manager = self.monitor.alerts
+        manager = self.manager()
         states = {row.key: row for row in manager.store.states()}
         rules = [
             {"rule": rule, "state": states[rule.key].state if rule.key in states else "ok"} for rule in manager.rules
@@ -83,15 +84,15 @@ class AlertsPage:
                 page="alerts",
             )
         credentials = _parse_basic(request.headers.get("authorization"))
-        self.monitor.alerts.acknowledge(alert_id, by=credentials[0] if credentials else None)
+        self.manager().acknowledge(alert_id, by=credentials[0] if credentials else None)
         if is_fragment(request):
             return self._render(request, "partials/alerts_body.html", **self._context())
         return RedirectResponse(url_for(request, "alerts"), status_code=303)
 
 
-def routes(monitor: Monitor, env: Environment, gate: Gate) -> list[BaseRoute]:
-    """The Alerts page's routes, each run behind ``gate``."""
-    page = AlertsPage(monitor, env)
+def routes(manager: Callable[[], AlertManager], env: Environment, gate: Gate) -> list[BaseRoute]:
+    """The Alerts page's routes for the alert manager ``manager()`` returns, each run behind ``gate``."""
+    page = AlertsPage(manager, env)
     return [
         Route("/alerts", gate.endpoint(page.page), methods=["GET"]),
         Route("/fragments/alerts/body", gate.endpoint(page.body), methods=["GET"]),

@@ -13,15 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..store.analytics import Analytics
 from ..store.dbfile import iso
-from ..store.queries import Filters
+from ..store.read import Filters
 from .gate import Gate
 from .params import ParamError, parse_choice, parse_id, parse_int, parse_tag, parse_text, parse_time
 from .responses import JSONAnswer
 
 if TYPE_CHECKING:
-    from ..monitor import Monitor
+    from ..store import Store
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 10**9
@@ -51,6 +50,7 @@ def _filters(request: Request) -> Filters:
         ok=None if status is None else status == "ok",
         route=parse_text("route", q.get("route")),
         user=parse_text("user", q.get("user")),
+        instance=parse_text("instance", q.get("instance")),
         tag=parse_tag(q.get("tag")),
         q=parse_q(q.get("q")),
     )
@@ -66,10 +66,10 @@ def bad_request(exc: ParamError) -> JSONAnswer:
     return JSONAnswer({"error": exc.message, "parameter": exc.parameter}, status_code=400)
 
 
-def routes(monitor: Monitor, gate: Gate) -> list[Route]:
-    """The API routes, bound to ``monitor``'s queries, each run behind ``gate``."""
-    queries = monitor.queries
-    analytics = Analytics(monitor.db)
+def routes(store: Store, gate: Gate) -> list[Route]:
+    """The API routes, bound to ``store``'s reads (the dashboard's own :class:`Analytics`), each behind ``gate``."""
+    queries = store.queries
+    analytics = store.analytics
 
     def list_requests(request: Request) -> Response:
         try:
@@ -102,7 +102,7 @@ def routes(monitor: Monitor, gate: Gate) -> list[Route]:
         return JSONAnswer(data)
 
     def stats(request: Request) -> Response:
-        data = monitor.stats()
+        data = store.stats()
         data["last_write_at"] = iso(data["last_write_at"])
         return JSONAnswer(data)
 

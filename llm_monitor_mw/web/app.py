@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -14,9 +15,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import alerts, api, pages
+from . import alerts as alerts_page
+from . import api, pages
 from .auth import Auth, AuthMiddleware
 from .bearer import BearerTokenGate
+from .cardinality import DEFAULT_MAX_LABEL_VALUES
 from .csrf import CSRFMiddleware
 from .gate import Gate
 from .health import health_endpoint
@@ -26,7 +29,9 @@ from .responses import JSONAnswer
 from .templating import create_environment
 
 if TYPE_CHECKING:
-    from ..monitor import Monitor
+    from ..alerts import AlertManager
+    from ..hooks import Hooks
+    from ..store import Store
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -81,16 +86,41 @@ def _warn_open_once() -> None:
         )
 
 
+def lazy_alert_manager(store: Store, hooks: Hooks | None) -> Callable[[], AlertManager]:
+    """An :class:`~llm_monitor_mw.alerts.AlertManager` over ``store``, built at the first call (an app served
+    without a monitor: the Alerts page shows the stored state and history, with no rules or budgets of its own)."""
+    lock = threading.Lock()
+    built: list[AlertManager] = []
+
+    def manager() -> AlertManager:
+        with lock:
+            if not built:
+                from ..alerts import AlertManager
+                from ..hooks import Hooks
+
+                built.append(AlertManager(store, hooks if hooks is not None else Hooks()))
+            return built[0]
+
+    return manager
+
+
 def create_app(
-    monitor: Monitor,
+    store: Store,
+    hooks: Hooks | None = None,
     auth: Auth | None = None,
     *,
+    alerts: Callable[[], AlertManager] | None = None,
+    metrics_max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
     metrics_token: str | None = None,
     health_checks: Sequence[str] = (),
     concurrency: int | None = None,
     queue_timeout: float = 1.0,
 ) -> ASGIApp:
     """The app that ``Monitor.asgi_app()`` returns: routes inside CSRF, auth and security-header layers.
+
+    Every page, the API, ``/metrics`` and ``/health`` read through ``store`` (pages and API share its one
+    ``Analytics``). ``alerts`` returns the alert manager the Alerts page shows (default: one built over ``store``
+    and ``hooks`` on first use); ``metrics_max_label_values`` bounds each ``/metrics`` label.
 
     Security headers are outermost so that even a 401 carries them; auth wraps everything, static files too.
     ``metrics_token`` lets ``Authorization: Bearer <token>`` reach ``/metrics`` and ``/health`` (only those
@@ -104,8 +134,9 @@ def create_app(
     env = create_environment()
     gate = Gate(concurrency, queue_timeout=queue_timeout, name="dashboard")
     ops = Gate(OPS_CONCURRENCY, queue_timeout=OPS_QUEUE_TIMEOUT, name="ops")
-    metrics = ops.endpoint(metrics_endpoint(monitor), "json")
-    health = ops.endpoint(health_endpoint(monitor, health_checks), "json")
+    metrics = ops.endpoint(metrics_endpoint(store, metrics_max_label_values), "json")
+    health = ops.endpoint(health_endpoint(store, health_checks), "json")
+    manager = alerts if alerts is not None else lazy_alert_manager(store, hooks)
 
     async def http_error(request: Request, exc: Any) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -117,9 +148,9 @@ def create_app(
 
     app = Starlette(
         routes=[
-            *pages.routes(monitor, env, gate),
-            *alerts.routes(monitor, env, gate),
-            *api.routes(monitor, gate),
+            *pages.routes(store, env, gate),
+            *alerts_page.routes(manager, env, gate),
+            *api.routes(store, gate),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=str(resource_dir("static"))), name="static"),

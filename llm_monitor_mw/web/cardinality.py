@@ -6,21 +6,24 @@ histograms of 16 buckets), and both can be named by strangers: a user-typed mode
 keep their own name and the rest are folded into :data:`OTHER`, counters and histogram buckets summed, so a sum
 over all values stays the total.
 
-Which values keep their name, in this order:
+Which values keep their name is a rule over the cumulative counters alone, so every worker process (and every
+restart) computes the same choice from the same database, and a scrape writes nothing:
 
-1. *known* values: those that succeeded at least once (a model or provider that answered OK);
-2. values exposed before (remembered in the database, so every worker process and a restarted one agree);
-3. more requests first; then by name, so that the choice is deterministic.
+1. *known* values first: those that answered OK at least once (a model or provider that succeeded);
+2. then more cumulative requests first;
+3. then by name, so that the choice is deterministic.
 
-Known values and values already shown keep their series for as long as they fit; a value that loses its place
-(only a value that never succeeded, pushed out by a newly known one) makes its series stop and ``other`` jump by
-its count, which Prometheus sees as a series ending and another growing: totals stay right, rates for that one
-value are lost.
+The trade-off: the counters only grow, so a known value never loses its place to an unknown one, and among known
+values the ranking changes only when one's cumulative requests overtake another's. But nothing remembers what was
+shown before: a value that loses its place (a never-OK value overtaken by a busier one, or a known value overtaken
+by more known values than fit) makes its series stop and ``other`` jump by its count, which Prometheus sees as a
+series ending and another growing: totals stay right, rates for that one value are lost. (An earlier version kept
+the values shown in the database, which made every scrape a potential write.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 OTHER = "other"
@@ -48,38 +51,24 @@ class ValueStats:
     ok: float
 
 
-def keep(stats: Mapping[str, ValueStats], limit: int, shown_before: Iterable[str] = ()) -> frozenset[str] | None:
+def keep(stats: Mapping[str, ValueStats], limit: int) -> frozenset[str] | None:
     """The values of one label that keep their name; ``None`` when all of them fit within ``limit``."""
     if len(stats) <= limit:
         return None
-    before = frozenset(shown_before)
-    ranked = sorted(stats, key=lambda v: (stats[v].ok <= 0, v not in before, -stats[v].requests, v))
+    ranked = sorted(stats, key=lambda v: (stats[v].ok <= 0, -stats[v].requests, v))
     return frozenset(ranked[: limit - 1])
 
 
 class Fold:
     """The label mapping of one scrape: :meth:`label` gives the value to expose for a stored one."""
 
-    def __init__(self, kept: Mapping[str, frozenset[str] | None], seen: Mapping[str, Iterable[str]]) -> None:
+    def __init__(self, kept: Mapping[str, frozenset[str] | None]) -> None:
         self._kept = dict(kept)
-        self.shown: frozenset[tuple[str, str]] = frozenset(
-            (label, value)
-            for label, values in seen.items()
-            for value in values
-            if (k := self._kept.get(label)) is None or value in k
-        )
-        """``(label, value)`` pairs exposed under their own name by this scrape."""
 
     @classmethod
-    def choose(
-        cls, stats: Mapping[str, Mapping[str, ValueStats]], limit: int, shown_before: Iterable[tuple[str, str]] = ()
-    ) -> Fold:
-        """The fold for ``stats`` (label -> value -> figures), preferring the ``(label, value)`` pairs shown before."""
-        before: dict[str, set[str]] = {}
-        for label, value in shown_before:
-            before.setdefault(label, set()).add(value)
-        kept = {label: keep(values, limit, before.get(label, ())) for label, values in stats.items()}
-        return cls(kept, {label: values.keys() for label, values in stats.items()})
+    def choose(cls, stats: Mapping[str, Mapping[str, ValueStats]], limit: int) -> Fold:
+        """The fold for ``stats`` (label -> value -> cumulative figures)."""
+        return cls({label: keep(values, limit) for label, values in stats.items()})
 
     def label(self, label: str, value: str) -> str:
         """``value`` itself, or :data:`OTHER` when ``label`` is over its budget and ``value`` did not make it."""

@@ -36,7 +36,7 @@ from ..store.dbfile import iso
 from ..store.probe import probe
 
 if TYPE_CHECKING:
-    from ..monitor import Monitor
+    from ..store import Store
 
 PROVIDER_TIMEOUT_S = 2.0
 """Time limit of each opt-in provider reachability check (connect, send and response headers)."""
@@ -100,21 +100,22 @@ class WriterWatch:
             return self._failing
 
 
-def health_endpoint(monitor: Monitor, provider_urls: Sequence[str] = ()) -> Callable[[Request], Awaitable[Response]]:
-    """The ``GET /health`` handler for ``monitor`` (provider checks run concurrently, each within its timeout)."""
+def health_endpoint(store: Store, provider_urls: Sequence[str] = ()) -> Callable[[Request], Awaitable[Response]]:
+    """The ``GET /health`` handler for ``store`` (provider checks run concurrently, each within its timeout)."""
     urls = validate_urls(provider_urls)
     watch = WriterWatch()
-    opened = False  # until the file has been opened once, the first check may create it (a monitor not yet used)
+    opened = False  # until the file has been opened once, the first check may create it (a store not yet used)
 
     async def health(request: Request) -> Response:
         nonlocal opened
         db, providers = await asyncio.gather(
-            run_in_threadpool(probe, monitor.db, create=not opened), asyncio.gather(*(check_provider(u) for u in urls))
+            run_in_threadpool(probe, store.engine, create=not opened),
+            asyncio.gather(*(check_provider(u) for u in urls)),
         )
         opened = opened or db.reachable
-        stats = monitor.stats()
+        stats = store.stats()
         failing = watch.failing(stats["written"], stats["failed"])
-        queue_full = stats["queued"] >= monitor.writer.max_queue
+        queue_full = stats["queued"] >= store.max_queue
         problems = []
         if not db.reachable:
             problems.append("database unreachable")
@@ -138,7 +139,7 @@ def health_endpoint(monitor: Monitor, provider_urls: Sequence[str] = ()) -> Call
             "writer": {
                 "failing": failing,
                 "queue_depth": stats["queued"],
-                "queue_limit": monitor.writer.max_queue,
+                "queue_limit": store.max_queue,
                 "written": stats["written"],
                 "dropped": stats["dropped"],
                 "failed_writes": stats["failed"],

@@ -1,8 +1,10 @@
 """Prometheus exposition: ``GET {mount}/metrics``.
 
-Call metrics come from the cumulative counter tables in the shared SQLite file (``store/counters.py``), brought up
-to date at each scrape, so every worker process of an app answers with the same totals: the calls made by all of
-them. The monitor's own queue/drop/failure figures are per process (labelled ``pid``), and so are the standard
+Call metrics come from the cumulative counter tables the writer maintains (``store/counters.py``), read (never
+written: a scrape writes nothing) in one snapshot, so every worker process of an app answers with the same
+totals. Whose calls: on SQLite the whole file (one host's worker processes); on PostgreSQL this instance's only
+(``store.metrics_instance``), so a Prometheus sum over the scraped instances counts each call once. The monitor's
+own queue/drop/failure figures are per process (labelled ``pid``), and so are the standard
 ``process_*``/``python_*`` metrics: they describe whichever worker answered the scrape.
 
 Each of the ``provider``, ``model`` and ``status`` labels shows at most ``Monitor(metrics_max_label_values=100)``
@@ -13,9 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -29,9 +30,6 @@ from starlette.responses import Response
 from .._version import __version__
 from ..store.counters import LATENCY_BUCKETS_S, Counters, Histogram, Snapshot
 from .cardinality import DEFAULT_MAX_LABEL_VALUES, LABELS, Fold, ValueStats, check_limit
-
-if TYPE_CHECKING:
-    from ..monitor import Monitor
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -62,6 +60,18 @@ def _model(model: str) -> str:
     return model or UNKNOWN_MODEL
 
 
+class MetricsSource(Protocol):
+    """What ``/metrics`` reads (the :class:`~llm_monitor_mw.store.Store` facade has it all)."""
+
+    counters: Counters
+    metrics_instance: str | None
+    """Whose calls to count (``None``: every instance's)."""
+
+    def stats(self) -> Mapping[str, Any]:
+        """This process's writer figures: queued, written, dropped, failed, internal_errors, last_write_at."""
+        ...
+
+
 class CallCollector:
     """LLM call metrics from the shared database: identical whichever process serves the scrape.
 
@@ -69,8 +79,11 @@ class CallCollector:
     (see ``web/cardinality.py``: the rest are summed under ``other``).
     """
 
-    def __init__(self, counters: Counters, max_label_values: int = DEFAULT_MAX_LABEL_VALUES) -> None:
+    def __init__(
+        self, counters: Counters, max_label_values: int = DEFAULT_MAX_LABEL_VALUES, *, instance: str | None = None
+    ) -> None:
         self.counters = counters
+        self.instance = instance
         self.max_label_values = check_limit(max_label_values)
 
     def describe(self) -> list[Metric]:
@@ -78,24 +91,18 @@ class CallCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        """Catch the counters up with the ``calls`` table, then yield them."""
+        """Read the counters (one snapshot, no writes), then yield them."""
         up = GaugeMetricFamily(
-            "llm_monitor_database_up", "1 if the call metrics could be read from the monitor's SQLite file, else 0."
+            "llm_monitor_database_up", "1 if the call metrics could be read from the monitor's database, else 0."
         )
         try:
-            self.counters.refresh()
-            snapshot = self.counters.snapshot()
-        except sqlite3.Error:
+            snapshot = self.counters.snapshot(self.instance)
+        except Exception:  # any engine's errors, a lost connection: the scrape still answers
             logger.exception("llm_monitor_mw: cannot read the call counters for /metrics")
             up.add_metric([], 0)
             yield up
             return
-        fold = Fold.choose(label_stats(snapshot), self.max_label_values, snapshot.shown)
-        if new := fold.shown - snapshot.shown:
-            try:
-                self.counters.remember_shown(new)
-            except sqlite3.Error:  # the next scrape tries again; this one is still right
-                logger.warning("llm_monitor_mw: cannot remember the label values shown by /metrics", exc_info=True)
+        fold = Fold.choose(label_stats(snapshot), self.max_label_values)
         up.add_metric([], 1)
         yield up
         yield from _call_metrics(snapshot, fold)
@@ -199,16 +206,16 @@ _PER_PROCESS = " in the worker process that served this scrape (label pid)."
 class MonitorCollector:
     """The monitor's own health, as seen by the process that serves the scrape (label ``pid``)."""
 
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
+    def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:
+        self.stats = stats
 
     def describe(self) -> list[Metric]:
         """Nothing to check at registration."""
         return []
 
     def collect(self) -> Iterator[Metric]:
-        """Yield ``llm_monitor_*`` figures from ``monitor.stats()``."""
-        stats = self.monitor.stats()
+        """Yield ``llm_monitor_*`` figures from ``stats()``."""
+        stats = self.stats()
         pid = [str(os.getpid())]
         info = GaugeMetricFamily("llm_monitor_info", "llm-monitor-mw version (always 1).", labels=["version"])
         info.add_metric([__version__], 1)
@@ -228,23 +235,26 @@ class MonitorCollector:
             yield last
 
 
-def build_registry(monitor: Monitor, counters: Counters | None = None) -> CollectorRegistry:
+def build_registry(source: MetricsSource, max_label_values: int = DEFAULT_MAX_LABEL_VALUES) -> CollectorRegistry:
     """A private registry (never the global one): call metrics, the monitor's own, process, platform and GC."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CallCollector(counters or Counters(monitor.db), monitor.metrics_max_label_values))
-    registry.register(MonitorCollector(monitor))
+    registry.register(CallCollector(source.counters, max_label_values, instance=source.metrics_instance))
+    registry.register(MonitorCollector(source.stats))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
 
 
-def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Response]:
-    """The ``GET /metrics`` handler: Prometheus text format from a registry built once for ``monitor``.
+def metrics_endpoint(
+    source: MetricsSource, max_label_values: int = DEFAULT_MAX_LABEL_VALUES
+) -> Callable[[Request], Response]:
+    """The ``GET /metrics`` handler: Prometheus text format from a registry built once for ``source`` (the store:
+    its counters, whose calls to count, and this process's writer figures).
 
-    A plain function, so Starlette runs it in its thread pool (a scrape after many new calls runs SQL).
+    A plain function, so Starlette runs it in its thread pool (a scrape runs SQL).
     """
-    registry = build_registry(monitor)
+    registry = build_registry(source, max_label_values)
 
     def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

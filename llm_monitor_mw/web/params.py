@@ -13,6 +13,8 @@ import time
 import unicodedata
 from datetime import UTC, datetime
 
+from ..store.read.filters import parse_tag as split_tag
+
 _RELATIVE = re.compile(r"(\d{1,12}(?:\.\d{1,9})?)\s*(s|m|min|h|d|w)", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _INTEGER = re.compile(r"-?[0-9]{1,30}", re.ASCII)
@@ -133,10 +135,10 @@ def parse_tag(value: str | None) -> tuple[str, str] | None:
     """``tag=key:value`` as ``(key, value)`` (both stripped; the key non-empty), or ``None`` when absent."""
     if value is None or value == "":
         return None
-    key, sep, tag_value = value.partition(":")
-    key, tag_value = key.strip(), tag_value.strip()
-    if not sep or not key:
-        raise ParamError("tag", "use key:value, e.g. feature:search")
+    try:
+        key, tag_value = split_tag(value)
+    except ValueError as exc:
+        raise ParamError("tag", str(exc)) from None
     check_text("tag", key, max_length=100)
     check_text("tag", tag_value)
     return key, tag_value

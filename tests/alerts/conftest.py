@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,8 @@ from llm_monitor_mw import Monitor
 
 
 @pytest.fixture
-def monitor(tmp_path: Path) -> Iterator[Monitor]:
-    """A monitor on a fresh database, closed (alerts stopped) after the test."""
-    with Monitor(tmp_path / "alerts.db") as mon:
+def monitor(store_target: str) -> Iterator[Monitor]:
+    """A monitor on a fresh store, once per engine (SQLite file, PostgreSQL database); closed (alerts stopped)
+    after the test."""
+    with Monitor(store_target) as mon:
         yield mon

@@ -144,3 +144,57 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: f
             return False
         time.sleep(interval)
     return True
+
+
+class Trickler:
+    """A loopback TCP server that answers every connection with ``payload``, one byte every ``interval`` seconds
+    (an HTTP status line, an SMTP greeting…), never faster: each read a client makes gets a byte well within any
+    per-read timeout, so only a total deadline ends the exchange early. ``tls``: speak TLS (the test certificate)."""
+
+    def __init__(self, payload: bytes, interval: float = 0.2, *, tls: bool = False) -> None:
+        self.payload = payload
+        self.interval = interval
+        self.connections = 0
+        self.sent = 0
+        self._stop = threading.Event()
+        self._context: ssl.SSLContext | None = None
+        if tls:
+            self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._context.load_cert_chain(CERT, KEY)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        try:
+            if self._context is not None:
+                conn.settimeout(5)
+                conn = self._context.wrap_socket(conn, server_side=True)
+            for i in range(len(self.payload)):
+                if self._stop.wait(self.interval):
+                    return
+                conn.sendall(self.payload[i : i + 1])
+                self.sent += 1
+        except OSError:
+            return  # the client gave up: what the test wants
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Trickler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()

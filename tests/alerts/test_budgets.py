@@ -17,13 +17,12 @@ import pytest
 
 from llm_monitor_mw import Budget, BudgetExceeded, Monitor
 from llm_monitor_mw.alerts.budgets import SpendTracker
-from llm_monitor_mw.alerts.store import AlertStore
 from llm_monitor_mw.capture.transport import CallRefused
 from llm_monitor_mw.fake_llm import FakeLLMServer
 from llm_monitor_mw.record import CallRecord
-from llm_monitor_mw.store.database import Database
+from llm_monitor_mw.store.alerts import AlertStore
+from llm_monitor_mw.store.engine import open_engine
 from llm_monitor_mw.store.queries import Filters
-from llm_monitor_mw.store.writer import insert_records
 from tests.alerts import workers
 from tests.httplibs import libs_for_anthropic
 from tests.seed import insert as seed
@@ -64,18 +63,23 @@ def cost_of_one_call(monitor: Monitor, server: FakeLLMServer) -> float:
 
 def db_spend(monitor: Monitor) -> tuple[int, float]:
     assert monitor.flush(10)
-    conn = monitor.db.connect().conn
-    n, total = conn.execute("SELECT count(*), total(cost_usd) FROM calls WHERE ok = 1").fetchone()
+    engine = monitor.store.engine
+    n, total = (
+        engine.connection()
+        .execute(f"SELECT count(*), {engine.dialect.total('cost_usd')} FROM calls WHERE ok = 1")
+        .fetchone()
+    )
     return n, total
 
 
 # ---- spend ----------------------------------------------------------------------------------------------------
 
 
-def test_unwritten_spend_counts_until_the_database_has_it(monitor: Monitor) -> None:
+def test_unwritten_spend_counts_until_the_database_has_it(monitor: Monitor, store_target: str) -> None:
     written = [0]
-    store = AlertStore(Database(monitor.path))  # its own connections, as in another thread or process
-    tracker = SpendTracker(Budget("b", 100.0, scope={"user": "*"}), store, lambda: written[0])
+    store = AlertStore(open_engine(store_target))  # its own connections, as in another process
+    # max_age=0: on PostgreSQL every read goes to the database (SQLite tells when it changed)
+    tracker = SpendTracker(Budget("b", 100.0, scope={"user": "*"}), store, lambda: written[0], max_age=0.0)
     seed(monitor, [rec(user="alice", cost_usd=2.0), rec(user="bob", cost_usd=3.0)])
     assert tracker.totals(now=NOW) == {"alice": 2.0, "bob": 3.0}
     fresh = rec(user="alice", cost_usd=0.5)
@@ -83,12 +87,13 @@ def test_unwritten_spend_counts_until_the_database_has_it(monitor: Monitor) -> N
     tracker.add(rec(user=None, cost_usd=7.0))  # no user: a per-user budget does not cover it
     tracker.add(rec(user="alice", started_at=NOW - 3 * 86400))  # another period
     assert tracker.spent("alice", now=NOW) == 2.5 and tracker.unwritten("alice") == 0.5
-    insert_records(monitor.db, [fresh])  # in the database, but the writer has not counted it yet
+    seed(monitor, [fresh])  # in the database, but the tracker's writer has not counted it yet
     assert tracker.spent("alice", now=NOW) == 3.0  # counted twice for a moment, never not at all
     written[0] += 1
     assert tracker.spent("alice", now=NOW, reread=True) == 2.5 and tracker.unwritten("alice") == 0.0
     seed(monitor, [rec(user="alice", cost_usd=1.0)])  # another process's write: seen at the next read
     assert tracker.spent("alice", now=NOW) == 3.5
+    store.engine.close()
 
 
 def test_budget_exceeded_for_apps_that_check_themselves(monitor: Monitor) -> None:
@@ -297,3 +302,24 @@ def test_anthropic_sdk_wraps_the_refusal_after_local_retries(monitor: Monitor, f
     assert isinstance(info.value.__cause__, BudgetExceeded)
     assert len(fake_llm.requests_seen) == seen
     assert monitor.alerts.stats()["refused"] == 2  # the first attempt and its one retry, both refused locally
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
+def test_budget_exceeded_agrees_with_the_gate_right_after_the_crossing_call(
+    monitor: Monitor, fake_llm: FakeLLMServer, hard: bool
+) -> None:
+    """The writer flushes every 0.25 s; budget_exceeded() must not wait for it (it used to say False for that long
+    after the call that used the budget up had returned)."""
+    cost = cost_of_one_call(monitor, fake_llm)
+    monitor.alerts.add_budget(Budget("b", 3.5 * cost, hard=hard, warn_at=None))
+    with httpx.Client(transport=monitor.transport()) as client:
+        for _ in range(2):
+            post(client, fake_llm)
+            assert monitor.budget_exceeded() is False  # 2 and 3 calls' worth of 3.5
+        post(client, fake_llm)  # the 4th call's worth: over the limit once it is priced
+        started = time.monotonic()
+        assert monitor.budget_exceeded() is True
+        assert time.monotonic() - started < 0.2  # it had the writer write now, it did not wait for the interval
+        if hard:
+            with pytest.raises(BudgetExceeded):
+                post(client, fake_llm)

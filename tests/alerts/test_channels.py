@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from llm_monitor_mw import EmailChannel, Monitor, Rule, SlackChannel, WebhookCha
 from llm_monitor_mw.alerts.channels import Dispatcher
 from llm_monitor_mw.alerts.events import AlertEvent
 from llm_monitor_mw.record import CallRecord
-from tests.alerts.receivers import HTTPReceiver, client_tls_context, free_port, smtp_server, wait_until
+from tests.alerts.receivers import HTTPReceiver, Trickler, client_tls_context, free_port, smtp_server, wait_until
 from tests.seed import insert as seed
 
 
@@ -180,3 +181,52 @@ def test_channel_arguments_are_checked() -> None:
         EmailChannel("h", sender="a@b", to=[])
     with pytest.raises(ValueError, match="starttls and ssl: choose one"):
         EmailChannel("h", sender="a@b", to="c@d", starttls=True, ssl=True)
+
+
+# ---- a total deadline per send --------------------------------------------------------------------------------
+
+SLACK = 0.5
+"""How much longer than its timeout a send may take (thread wake-ups, closing the socket)."""
+HTTP_ANSWER = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-Padding: " + b"x" * 200 + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda port: WebhookChannel(f"http://127.0.0.1:{port}/hook", timeout=1.0), id="webhook"),
+        pytest.param(lambda port: SlackChannel(f"http://127.0.0.1:{port}/hook", timeout=1.0), id="slack"),
+    ],
+)
+def test_a_trickling_http_receiver_cannot_hold_a_send_past_its_timeout(make: Any) -> None:
+    # a byte every 0.2 s: every read returns well within 1 s, the whole answer would take 45 s
+    with Trickler(HTTP_ANSWER, 0.2) as trickler:
+        channel = make(trickler.port)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="timed out after 1 s"):
+            channel.send(event())
+        elapsed = time.monotonic() - started
+    assert trickler.sent >= 3  # the receiver did trickle (the timeout is not a connect failure)
+    print(f"\n{channel.name}: trickled {trickler.sent} bytes; send ended after {elapsed:.2f} s (timeout 1 s)")
+    assert 1.0 <= elapsed < 1.0 + SLACK
+
+
+@pytest.mark.parametrize("mode", ["plain", "ssl"])
+def test_a_trickling_smtp_server_cannot_hold_a_send_past_its_timeout(mode: str) -> None:
+    greeting = b"220 " + b"slow" * 50 + b"\r\n"
+    with Trickler(greeting, 0.2, tls=mode == "ssl") as trickler:
+        channel = EmailChannel(
+            "127.0.0.1",
+            port=trickler.port,
+            sender="a@example.com",
+            to="b@example.com",
+            ssl=mode == "ssl",
+            ssl_context=client_tls_context(),
+            timeout=1.0,
+        )
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="timed out after 1 s"):
+            channel.send(event())
+        elapsed = time.monotonic() - started
+    assert trickler.sent >= 3
+    print(f"\nemail ({mode}): trickled {trickler.sent} bytes; send ended after {elapsed:.2f} s (timeout 1 s)")
+    assert 1.0 <= elapsed < 1.0 + SLACK

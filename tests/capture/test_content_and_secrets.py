@@ -25,7 +25,7 @@ def test_content_not_stored_by_default(monitor: Monitor, fake_llm: FakeLLMServer
     http = httpx.Client(transport=monitor.transport())
     client = openai.OpenAI(base_url=fake_llm.base_url + "/v1", api_key=KEY, http_client=http)
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "my private prompt"}])
-    row = monitor.queries.request(only_record(monitor)["id"])
+    row = monitor.store.queries.request(only_record(monitor)["id"])
     assert row is not None and row["request_content"] is None and row["response_content"] is None
     assert b"my private prompt" not in db_bytes(Path(monitor.path))
 
@@ -43,7 +43,7 @@ def test_content_capture_truncates_and_redacts(tmp_path: Path, fake_llm: FakeLLM
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
         ):
             pass
-        plain, streamed = (monitor.queries.request(r["id"]) for r in records(monitor))
+        plain, streamed = (monitor.store.queries.request(r["id"]) for r in records(monitor))
         assert plain is not None and streamed is not None
         assert "<email>" in plain["request_content"] and "alice@example.com" not in plain["request_content"]
         assert plain["request_content"].endswith("…[truncated]") and len(plain["request_content"]) < 80
@@ -58,7 +58,7 @@ def test_failing_redact_hook_drops_content_keeps_record(tmp_path: Path, fake_llm
     with Monitor(tmp_path / "c.db", capture_content=True, redact=redact) as monitor:
         with httpx.Client(transport=monitor.transport()) as client:
             client.post(fake_llm.base_url + "/v1/chat/completions", json={"model": "m", "messages": []})
-        row = monitor.queries.request(only_record(monitor)["id"])
+        row = monitor.store.queries.request(only_record(monitor)["id"])
         assert row is not None and row["request_content"] is None and row["total_tokens"] is not None
 
 

@@ -49,7 +49,7 @@ def assert_rate_limited_attempts(monitor: Monitor, message: str, n_limited: int 
     for row in rows[:n_limited]:
         assert message in row["error"] and CLOSED_EARLY not in row["error"], row["error"]
         assert row["ok"] is False and row["error_type"] not in (None, "http_429")  # the provider's own type
-    found, _ = monitor.queries.requests(Filters(q="rate limit"), limit=100)
+    found, _ = monitor.store.queries.requests(Filters(q="rate limit"), limit=100)
     assert len(found) == n_limited
 
 

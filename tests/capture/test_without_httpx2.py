@@ -17,13 +17,14 @@ def test_capture_works_when_httpx2_cannot_be_imported(fake_llm: FakeLLMServer, t
         import httpx
         from llm_monitor_mw import Monitor
         from llm_monitor_mw.capture.httplibs import LIBRARIES
+        from llm_monitor_mw.store.queries import Filters
         assert LIBRARIES == (httpx,), LIBRARIES
         monitor = Monitor({str(tmp_path)!r} + "/no-httpx2.db")
         monitor.instrument_httpx()
         with httpx.Client() as client:
             client.post({fake_llm.base_url!r} + "/v1/chat/completions", json={{"model": "gpt-4o-mini", "messages": []}})
         monitor.flush()
-        items, total = monitor.queries.requests(__import__("llm_monitor_mw.store.queries").store.queries.Filters())
+        items, total = monitor.store.queries.requests(Filters())
         assert total == 1 and items[0]["total_tokens"] == 15, items
         print("ok")
         """

@@ -1,4 +1,4 @@
-"""Helpers for the CLI tests: running ``llm-monitor`` as a subprocess, seeded databases."""
+"""Helpers for the CLI tests: running ``llm-monitor`` as a subprocess, seeded databases on either engine."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from pathlib import Path
 import sqlite_utils
 
 from llm_monitor_mw.record import CallRecord
-from llm_monitor_mw.store import Database, analytics
-from llm_monitor_mw.store.schema import MIGRATIONS
-from llm_monitor_mw.store.writer import insert_records
+from llm_monitor_mw.store.engine import Engine, is_postgres_url, open_engine
+from llm_monitor_mw.store.projections import catch_up
+from llm_monitor_mw.store.schema import CALL_COLUMNS, MIGRATIONS
+from llm_monitor_mw.store.writer import finite_row, record_row
+
+_QUOTED = ", ".join(f'"{c}"' for c in CALL_COLUMNS)
+RAW_INSERT = f"INSERT INTO calls ({_QUOTED}) VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
 
 NOW = time.time()
 HOUR = 3600
@@ -60,23 +64,60 @@ def record(started_at: float, **kw: object) -> CallRecord:
     return CallRecord(started_at=started_at, **values)  # type: ignore[arg-type]
 
 
-def seed(path: Path, records: Iterable[CallRecord], *, rollups: bool = True) -> Database:
-    """A database at ``path`` holding ``records`` (and, with ``rollups``, the dashboard's roll-ups of them)."""
-    db = Database(path)
-    insert_records(db, list(records))
+def insert_raw(engine: Engine, records: Iterable[CallRecord]) -> None:
+    """Insert ``records`` as an old version did: rows only, nothing projected (the cursor stays behind)."""
+    rows = [finite_row(record_row(r)) for r in records]
+    if rows:
+        engine.write(lambda conn: conn.executemany(RAW_INSERT, rows))
+
+
+def seed(target: Path | str, records: Iterable[CallRecord], *, rollups: bool = True) -> Engine:
+    """A database at ``target`` (a SQLite path or a PostgreSQL URL) holding ``records``; with ``rollups`` they are
+    projected (roll-ups and counters, as the writer does), without they are a backlog the writer has not seen."""
+    engine = open_engine(target)
+    engine.ensure()
+    insert_raw(engine, records)
     if rollups:
-        analytics.ensure(db)
-    return db
+        catch_up(engine)
+    return engine
 
 
-def count(path: Path, sql: str = "SELECT count(*) FROM calls", params: tuple = ()) -> int:
+def count(target: Path | str, sql: str = "SELECT count(*) FROM calls", params: tuple = ()) -> int:
+    """One number from ``target``: read-only for a file (never migrates it), through the engine for a URL."""
+    if is_postgres_url(target):
+        from llm_monitor_mw.store.engine.postgres import PgConnection, PostgresEngine
+
+        conn = PgConnection(PostgresEngine(str(target)))
+        try:
+            return conn.execute(sql, params).fetchone()[0]
+        finally:
+            conn.close()
     import sqlite3
 
-    conn = sqlite3.connect(path)
+    lite = sqlite3.connect(target)
     try:
-        return conn.execute(sql, params).fetchone()[0]
+        return lite.execute(sql, params).fetchone()[0]
     finally:
-        conn.close()
+        lite.close()
+
+
+def rows(target: Path | str, sql: str, params: tuple = ()) -> list[tuple]:
+    """All rows of ``sql`` from ``target`` (as :func:`count` reads), as tuples."""
+    if is_postgres_url(target):
+        from llm_monitor_mw.store.engine.postgres import PgConnection, PostgresEngine
+
+        conn = PgConnection(PostgresEngine(str(target)))
+        try:
+            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+        finally:
+            conn.close()
+    import sqlite3
+
+    lite = sqlite3.connect(target)
+    try:
+        return [tuple(r) for r in lite.execute(sql, params).fetchall()]
+    finally:
+        lite.close()
 
 
 def free_port() -> int:

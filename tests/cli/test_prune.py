@@ -7,8 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from llm_monitor_mw.store import analytics
-from llm_monitor_mw.store.database import Database
+from llm_monitor_mw.store.engine import open_engine
 from llm_monitor_mw.store.writer import insert_records
 
 from .helpers import DAY, HOUR, NOW, count, record, run, seed
@@ -55,16 +54,15 @@ def test_prune_keeps_exactly_the_younger_calls(cli: Path, tmp_path: Path) -> Non
 def test_the_newest_call_stays_so_ids_are_never_reused(cli: Path, tmp_path: Path) -> None:
     """An emptied table would hand out ids the roll-up and /metrics cursors have passed: those calls would be lost."""
     db = tmp_path / "m.db"
-    seed(path=db, records=[record(NOW - (50 - i) * DAY) for i in range(5)]).close()
+    seed(db, [record(NOW - (50 - i) * DAY) for i in range(5)]).close()
     result = run(cli, "prune", db, "--older-than", "30d")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("deleted 4 calls")
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT id FROM calls").fetchall() == [(5,)]
     conn.close()
-    second = Database(db)
-    insert_records(second, [record(NOW)])
-    analytics.ensure(second)
+    second = open_engine(db)
+    insert_records(second, [record(NOW)])  # inserted and projected, as the writer does
     second.close()
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT max(id) FROM calls").fetchone()[0] == 6
@@ -85,7 +83,7 @@ def test_dry_run_changes_nothing(cli: Path, tmp_path: Path) -> None:
 def test_vacuum_gives_the_space_back(cli: Path, tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     now = time.time()
-    seed(db, [record(now - i * 60 - 30, error="e" * 400) for i in reversed(range(5000))], rollups=False).close()
+    seed(db, [record(now - i * 60 - 30, error="e" * 400) for i in reversed(range(5000))]).close()
     size = db.stat().st_size
     result = run(cli, "prune", db, "--older-than", "1h", "--vacuum")
     assert result.returncode == 0, result.stderr

@@ -106,9 +106,9 @@ def test_a_file_that_is_not_a_database_is_unhealthy(monitor: Monitor) -> None:
 
 def test_failing_writes_are_unhealthy_until_a_write_succeeds(monitor: Monitor) -> None:
     app = TestClient(monitor.asgi_app())
-    monitor.db.ensure()
+    monitor.store.engine.ensure()
     trigger = "CREATE TRIGGER no_space BEFORE INSERT ON calls BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-    monitor.db.write(lambda conn: conn.execute(trigger))
+    monitor.store.engine.write(lambda conn: conn.execute(trigger))
     insert(monitor, [call()])
     response = app.get("/health")
     assert response.status_code == 503
@@ -117,7 +117,7 @@ def test_failing_writes_are_unhealthy_until_a_write_succeeds(monitor: Monitor) -
     assert body["database"]["writable"] is True  # the file itself is fine: the writes are what fail
     assert body["problems"] == ["writes are failing"]
     assert app.get("/health").status_code == 503  # still failing: nothing has been written since
-    monitor.db.write(lambda conn: conn.execute("DROP TRIGGER no_space"))
+    monitor.store.engine.write(lambda conn: conn.execute("DROP TRIGGER no_space"))
     insert(monitor, [call()])
     assert app.get("/health").status_code == 200
 
@@ -139,14 +139,14 @@ def test_a_busy_file_is_healthy_but_a_full_queue_is_not(tmp_path: Path) -> None:
                 "read_path_ok": True,  # WAL: readers are not blocked by a writer
                 "read_path_error": None,
             }
-            monitor.writer.prepare = lambda r: r  # type: ignore[method-assign]
-            monitor.writer.start()  # as a call beginning does (submit never starts the thread)
-            monitor.writer.submit(call())
+            monitor.store.writer.prepare = lambda r: r  # type: ignore[method-assign]
+            monitor.store.writer.start()  # as a call beginning does (submit never starts the thread)
+            monitor.store.writer.submit(call())
             deadline = time.monotonic() + 10
             while monitor.stats()["queued"] and time.monotonic() < deadline:  # the writer takes it, waits for the lock
                 time.sleep(0.01)
             for _ in range(3):  # one queued, the rest dropped
-                monitor.writer.submit(call())
+                monitor.store.writer.submit(call())
             response = app.get("/health")
             assert response.status_code == 503
             body = response.json()
@@ -161,7 +161,7 @@ def test_a_busy_file_is_healthy_but_a_full_queue_is_not(tmp_path: Path) -> None:
 
 def test_a_read_only_database_is_not_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with Monitor(tmp_path / "ro.db") as monitor:
-        monitor.db.ensure()
+        monitor.store.engine.ensure()
         read_only = sqlite3.connect(f"file:{tmp_path / 'ro.db'}?mode=ro", uri=True, isolation_level=None)
         found = check_connection(read_only, close=True)
         assert (found.reachable, found.writable, found.busy) == (True, False, False)
@@ -197,7 +197,7 @@ def test_provider_checks_are_opt_in_quick_and_never_recorded(monitor: Monitor, f
     assert hanging["reachable"] is False and hanging["status_code"] is None
     assert body["problems"] == [f"provider unreachable: {urls[1]}", f"provider unreachable: {urls[2]}"]
     assert monitor.flush(5)
-    assert monitor.db.connect().conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+    assert monitor.store.engine.connect().conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
 
 
 def test_provider_urls_are_checked_when_building_the_app(monitor: Monitor) -> None:
@@ -216,7 +216,7 @@ def test_a_dropped_roll_up_table_is_degraded_with_the_reason(monitor: Monitor) -
     pages = ("/?range=7d", "/costs?range=7d")
     assert [app.get(page).status_code for page in pages] == [200, 200]
     assert health(monitor)[1]["status"] == "ok"
-    monitor.db.write(lambda conn: conn.execute("DROP TABLE rollup_calls_hour"))
+    monitor.store.engine.write(lambda conn: conn.execute("DROP TABLE rollup_calls_hour"))
     assert all(app.get(page).status_code != 200 for page in pages)  # the dashboard's read path really fails
     status, body = health(monitor)
     reason = "rollup_calls_hour of the last day: no such table: rollup_calls_hour"
@@ -238,7 +238,7 @@ def test_a_corrupt_roll_up_page_is_degraded(monitor: Monitor) -> None:
     app = TestClient(monitor.asgi_app(), raise_server_exceptions=False)
     insert(monitor, [call() for _ in range(20)])
     assert app.get("/api/summary?range=7d").status_code == 200  # builds the roll-ups
-    conn = monitor.db.connect().conn
+    conn = monitor.store.engine.connect().conn
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'rollup_calls_day'").fetchone()[0]
     assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # every page is in the main file
@@ -256,7 +256,7 @@ def test_an_unreadable_counter_table_shows_in_health_and_metrics(monitor: Monito
     app = TestClient(monitor.asgi_app())
     insert(monitor, [call()])
     assert "llm_monitor_database_up 1.0" in app.get("/metrics").text
-    monitor.db.write(lambda conn: conn.execute("DROP TABLE counter_totals"))
+    monitor.store.engine.write(lambda conn: conn.execute("DROP TABLE counter_totals"))
     insert(monitor, [call()])
     assert "llm_monitor_database_up 0.0" in app.get("/metrics").text
     status, body = health(monitor)

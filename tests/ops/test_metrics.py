@@ -19,7 +19,9 @@ from llm_monitor_mw import Monitor
 from llm_monitor_mw.fake_llm import FakeLLMServer
 from llm_monitor_mw.record import CallRecord
 from llm_monitor_mw.store.counters import Counters
-from llm_monitor_mw.store.database import Database
+from llm_monitor_mw.store.engine import open_engine
+from llm_monitor_mw.store.projections import catch_up
+from llm_monitor_mw.store.writer import Writer
 from tests.httplibs import libs_for_openai
 from tests.ops.helpers import Sample, binary, key, samples
 from tests.seed import insert
@@ -111,8 +113,9 @@ EXPECTED: dict[Sample, float] = {
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> Iterator[Monitor]:
-    mon = Monitor(tmp_path / "metrics.db", flush_interval=0.05)
+def seeded(store_target: str) -> Iterator[Monitor]:
+    """A monitor on each engine, seeded with :data:`SEED`."""
+    mon = Monitor(store_target, flush_interval=0.05)
     insert(mon, SEED)
     yield mon
     mon.close()
@@ -163,7 +166,7 @@ def test_types_help_and_histogram_boundaries(seeded: Monitor) -> None:
 
 
 def test_monitor_health_is_per_process(seeded: Monitor) -> None:
-    seeded.internal_errors = 2
+    seeded.hooks.internal_errors = 2
     got = samples(scrape(seeded), "llm_monitor_")
     pid = str(os.getpid())
     assert got[key("llm_monitor_written_records_total", pid=pid)] == len(SEED)
@@ -181,7 +184,7 @@ def test_counts_only_new_rows_and_survive_pruning(seeded: Monitor) -> None:
     assert call_samples(client.get("/metrics").text) == pytest.approx(EXPECTED)  # a second scrape adds nothing
     insert(seeded, [rec("openai", "gpt-4o", 200, 400.0, cost_usd=0.25, **tokens(1, 2))])
     # Retention pruning deletes old rows (never the newest): the counters never go down.
-    seeded.db.write(lambda conn: conn.execute("DELETE FROM calls WHERE id < (SELECT max(id) FROM calls)"))
+    seeded.store.engine.write(lambda conn: conn.execute("DELETE FROM calls WHERE id < (SELECT max(id) FROM calls)"))
     got = call_samples(client.get("/metrics").text)
     expected = dict(EXPECTED)
     expected[key("llm_requests_total", provider="openai", model="gpt-4o", status="200")] += 1
@@ -193,34 +196,46 @@ def test_counts_only_new_rows_and_survive_pruning(seeded: Monitor) -> None:
 
 
 def test_database_trouble_still_answers_with_database_up_zero(seeded: Monitor) -> None:
-    seeded.db.write(lambda conn: conn.execute("ALTER TABLE calls RENAME TO calls_moved"))
+    seeded.store.engine.write(lambda conn: conn.execute("ALTER TABLE calls RENAME TO calls_moved"))
     got = samples(scrape(seeded))
     assert got[key("llm_monitor_database_up")] == 0
     assert not any(name.startswith("llm_requests") for name, _ in got)
     assert any(name == "llm_monitor_queue_depth" for name, _ in got)
 
 
-def _refresh_in_process(path: str, start: Any) -> None:
+def _write_in_process(target: str, start: Any, n: int) -> None:
     start.wait(30)
-    Counters(Database(path), chunk=7).refresh()
+    engine = open_engine(target)
+    writer = Writer(engine, lambda r: r, batch_size=7, interval=0.001, instance=f"w{os.getpid()}", project_limit=5)
+    writer.start()
+    for i in range(n):
+        writer.submit(rec("openai", "m", 200, float(i)))
+    assert writer.flush(60)
+    writer.close()
 
 
-def test_processes_refreshing_at_once_never_double_count(tmp_path: Path) -> None:
-    with Monitor(tmp_path / "race.db") as mon:
-        insert(mon, [rec("openai", "m", 200, float(i)) for i in range(600)])
+def test_processes_writing_at_once_never_double_count(store_target: str) -> None:
+    """Four processes insert and project at once (small batches and projection chunks, so they interleave): each
+    call is counted once, and /metrics of SQLite (the whole file) sums them all."""
+    Monitor(store_target).close()  # create the schema once
     ctx = multiprocessing.get_context("fork")
     start = ctx.Event()
-    procs = [ctx.Process(target=_refresh_in_process, args=(str(tmp_path / "race.db"), start)) for _ in range(4)]
+    procs = [ctx.Process(target=_write_in_process, args=(store_target, start, 150)) for _ in range(4)]
     for p in procs:
         p.start()
     start.set()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    snap = Counters(Database(tmp_path / "race.db")).snapshot()
+    engine = open_engine(store_target)
+    catch_up(engine)  # a writer may have exited with rows of another still past the cursor
+    snap = Counters(engine).snapshot()
     assert [(t.status, t.requests) for t in snap.totals] == [("200", 600)]
     assert [sum(h.counts) for h in snap.histograms] == [600]
-    assert snap.last_id == 600
+    per_instance = {p.pid: Counters(engine).totals(f"w{p.pid}") for p in procs}
+    assert all([(t.status, t.requests) for t in totals] == [("200", 150)] for totals in per_instance.values())
+    assert snap.last_id == engine.connection().execute("SELECT max(id) FROM calls").fetchone()[0]
+    engine.close()
 
 
 @pytest.mark.sdk

@@ -263,7 +263,7 @@ def test_refused_call_still_joins_the_callers_trace(otel: OTel, monitor: Monitor
 
     # A refusing gate (e.g. a hard budget) installed before OTel export is enabled.
     monitor.disable_otel()
-    monitor._capturer.gates.append(refuse)
+    monitor.hooks.add_gate(refuse)
     monitor.enable_otel(tracer_provider=otel.tracer_provider)
     sent_before = len(fake_llm.requests_seen)
     try:
@@ -273,7 +273,7 @@ def test_refused_call_still_joins_the_callers_trace(otel: OTel, monitor: Monitor
                 model="gpt-4o-mini", messages=MESSAGES
             )
     finally:
-        monitor._capturer.gates.remove(refuse)
+        monitor.hooks.remove_gate(refuse)
     span = otel.span()
     assert span.parent is not None and span.parent.span_id == outer.get_span_context().span_id
     assert span.attributes["error.type"] == "CallRefused"  # type: ignore[index]
@@ -406,16 +406,16 @@ def test_metrics_of_streamed_and_failed_calls(otel: OTel, monitor: Monitor, fake
 
 def test_disable_and_reenable(otel: OTel, monitor: Monitor, fake_llm: FakeLLMServer) -> None:
     client = openai_client(monitor, fake_llm)
-    gates_before = list(monitor._capturer.gates)
+    gates_before = monitor.hooks.gates
     monitor.disable_otel()
-    assert len(monitor._capturer.gates) == len(gates_before) - 1
+    assert len(monitor.hooks.gates) == len(gates_before) - 1
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert otel.spans() == [] and len(records(monitor)) == 1
     monitor.disable_otel()  # a second time is a no-op
 
     again = monitor.enable_otel(tracer_provider=otel.tracer_provider)
     replaced = monitor.enable_otel(tracer_provider=otel.tracer_provider)  # replaces, never doubles
-    assert replaced is not again and monitor._capturer.gates == gates_before
+    assert replaced is not again and monitor.hooks.gates == gates_before
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert len(otel.spans()) == 1
 

@@ -39,17 +39,17 @@ def test_importing_the_package_does_not_import_opentelemetry(tmp_path: Path) -> 
 def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch, monitor: Monitor) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if it were not installed
     monkeypatch.delitem(sys.modules, "llm_monitor_mw.otel", raising=False)
-    gates = list(monitor._capturer.gates)
+    gates = monitor.hooks.gates
     with pytest.raises(ImportError, match=r'pip install "llm-monitor-mw\[otel\]"'):
         monitor.enable_otel()
-    assert monitor._capturer.gates == gates and monitor._otel is None  # nothing half-attached
+    assert monitor.hooks.gates == gates and monitor._otel is None  # nothing half-attached
     monitor.disable_otel()  # still harmless
 
 
 def test_without_otel_calls_carry_no_context(monitor: Monitor, fake_llm: FakeLLMServer) -> None:
     seen: list[CallRecord] = []
     monitor.add_listener(seen.append)
-    assert monitor._capturer.gates == []  # nothing extra runs on the caller's path
+    assert monitor.hooks.gates == ()  # nothing extra runs on the caller's path
     chat(monitor, fake_llm)
     assert monitor.flush(timeout=10)
     [record] = seen

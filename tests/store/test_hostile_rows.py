@@ -171,7 +171,7 @@ def test_alert_sums_survive(hostile: Monitor) -> None:
     assert not math.isnan(everything.cost_usd)
     alice = store.window_stats({"user": "alice"}, NOW - 4 * 86400, NOW + 1)
     assert alice.cost_usd == pytest.approx(0.001 * 3 * 48) and alice.rate_limited == len(range(0, 3 * 48, 7))
-    spend = store.spend({}, "user", NOW - 4 * 86400, NOW + 1, 0, store.max_call_id())
+    spend = store.spend({}, "user", NOW - 4 * 86400, NOW + 1)
     assert spend["alice"] == pytest.approx(0.001 * 3 * 48)
     assert store.percentile("duration_ms", {}, NOW - 4 * 86400, NOW + 1, 0.5) is not None
 

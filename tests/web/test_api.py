@@ -199,7 +199,7 @@ def test_summary_window(client: tuple[httpx.Client, str]) -> None:
 
 def test_stats_show_drops(client: tuple[httpx.Client, str], seeded: Monitor) -> None:
     c, prefix = client
-    seeded.writer.dropped += 3  # as if the queue had overflowed
+    seeded.store.writer.dropped += 3  # as if the queue had overflowed
     stats = c.get(f"{prefix}/api/stats").json()
     assert stats["dropped"] == 3 and stats["written"] == 110 and stats["failed"] == 0
 

@@ -33,7 +33,12 @@ PARAMS = (*pages.QUERY_KEYS, *pages.LIST_KEYS)
 def get_routes(monitor: Monitor) -> list[str]:
     """The path templates of every GET route, read from the route lists the app is built from."""
     env, gate = create_environment(), Gate()
-    routes = [*pages.routes(monitor, env, gate), *alerts.routes(monitor, env, gate), *api.routes(monitor, gate)]
+    store = monitor.store
+    routes = [
+        *pages.routes(store, env, gate),
+        *alerts.routes(lambda: monitor.alerts, env, gate),
+        *api.routes(store, gate),
+    ]
     paths = [r.path for r in routes if isinstance(r, Route) and r.methods and "GET" in r.methods]
     return [*paths, "/metrics", "/health"]
 
@@ -117,6 +122,7 @@ VALID = {
     "status": ["ok", "error"],
     "route": ["/chat"],
     "user": ["alice"],
+    "instance": ["web-1"],
     "tag": ["feature:chat", "é:ü"],
     "q": ["slow"],
     "sort": ["time", "cost", "duration"],

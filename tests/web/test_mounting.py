@@ -28,9 +28,9 @@ URL_ATTRS = re.compile(r'(?:href|src|action|hx-get|hx-post|hx-push-url)="([^"]+)
 @pytest.fixture(scope="module")
 def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
     mon = Monitor(tmp_path_factory.mktemp("mount") / "m.db")
-    mon.writer.prepare = lambda r: r
+    mon.store.writer.prepare = lambda r: r
     for i in range(5):
-        mon.writer.submit(
+        mon.store.writer.submit(
             CallRecord(
                 started_at=1_780_000_000 + i,
                 provider="openai",

@@ -185,7 +185,7 @@ def test_fragments_are_partials_for_htmx_and_pages_otherwise(client: tuple[httpx
 
 def test_detail_page(client: tuple[httpx.Client, str], seeded: Monitor) -> None:
     c, prefix = client
-    retry = [r for r in seeded.queries.requests(Filters(), limit=1000)[0] if r["call_id"] == "retry-1"]
+    retry = [r for r in seeded.store.queries.requests(Filters(), limit=1000)[0] if r["call_id"] == "retry-1"]
     second = next(r for r in retry if r["attempt"] == 2)
     first = next(r for r in retry if r["attempt"] == 1)
     page = c.get(f"{prefix}/requests/{second['id']}")
@@ -209,7 +209,7 @@ def test_detail_missing_or_malformed(client: tuple[httpx.Client, str], path: str
 def test_every_link_follows_the_prefix_and_answers(client: tuple[httpx.Client, str], seeded: Monitor) -> None:
     """Crawl every href/src/action/hx-* URL of every page and partial (one level deep, then check the next)."""
     c, prefix = client
-    some_id = seeded.queries.requests(Filters(), limit=1)[0][0]["id"]
+    some_id = seeded.store.queries.requests(Filters(), limit=1)[0][0]["id"]
     sources = [(p, {}) for p in [*PAGES, f"/requests/{some_id}", "/?range=7d", "/requests?status=error&range=7d"]]
     sources += [(p, HX) for p in [*PAGES, *FRAGMENTS]]
     found: dict[str, str] = {}
@@ -391,7 +391,7 @@ def test_sorting_and_paging(client: tuple[httpx.Client, str]) -> None:
 
 def test_stored_text_is_escaped_everywhere(client: tuple[httpx.Client, str], seeded: Monitor) -> None:
     c, prefix = client
-    hostile = next(r for r in seeded.queries.requests(Filters(), limit=1000)[0] if r["model"] == XSS)
+    hostile = next(r for r in seeded.store.queries.requests(Filters(), limit=1000)[0] if r["model"] == XSS)
     paths = [*PAGES, *FRAGMENTS, f"/requests/{hostile['id']}", "/requests?status=error", "/?rank=requests"]
     escaped = html.escape(XSS, quote=False)
     shown = 0

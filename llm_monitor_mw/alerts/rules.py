@@ -7,11 +7,13 @@ a bad value raises :class:`ValueError` naming the rule or budget and the field.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from ..timespec import is_duration
+from ..timespec import parse_duration as parse_duration_text
 
 METRICS: dict[str, str] = {
     "error_rate": "share of failed calls (0 to 1)",
@@ -31,9 +33,6 @@ SEVERITIES = ("info", "warning", "critical")
 OPERATORS = (">", ">=", "<", "<=")
 PERIODS = ("day", "week", "month")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
 
 def parse_duration(value: object, field_name: str) -> float:
     """Seconds from ``300``, ``"300"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"`` or ``"1w"`` (never negative)."""
@@ -41,8 +40,10 @@ def parse_duration(value: object, field_name: str) -> float:
         raise ValueError(f"{field_name}: expected a duration such as 300 or '5m', got {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().replace(".", "", 1).isdigit():
+        seconds = float(value)  # a bare number of seconds, as in TOML written by hand ("300")
+    elif isinstance(value, str) and is_duration(value):
+        seconds = parse_duration_text(value)
     else:
         raise ValueError(f"{field_name}: expected a duration such as 300 or '5m', got {value!r}")
     if not math.isfinite(seconds) or seconds < 0:

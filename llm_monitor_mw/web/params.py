@@ -14,9 +14,8 @@ import unicodedata
 from datetime import UTC, datetime
 
 from ..store.read.filters import parse_tag as split_tag
+from ..timespec import is_duration, parse_duration
 
-_RELATIVE = re.compile(r"(\d{1,12}(?:\.\d{1,9})?)\s*(s|m|min|h|d|w)", re.ASCII)
-_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _INTEGER = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _TIME_CHARS = 64
 """Longest time value accepted (an ISO-8601 time with microseconds and an offset is 32)."""
@@ -58,9 +57,8 @@ def parse_time(name: str, value: str | None, *, now: float | None = None) -> flo
     value = value.strip()
     if len(value) > _TIME_CHARS:
         raise ParamError(name, f"must be at most {_TIME_CHARS} characters")
-    rel = _RELATIVE.fullmatch(value)
-    if rel:
-        return _bounded_time(name, (time.time() if now is None else now) - float(rel.group(1)) * _UNITS[rel.group(2)])
+    if is_duration(value):
+        return _bounded_time(name, (time.time() if now is None else now) - parse_duration(value))
     if value.isascii() and "_" not in value:  # float() also reads other scripts' digits and "1_0"
         try:
             number = float(value)

@@ -92,7 +92,7 @@ def test_rule_normalizes_and_describes() -> None:
     [
         ({"metric": "latency"}, r"rule 'r': metric: unknown 'latency'; use one of error_rate, latency_p95_ms"),
         ({"threshold": "high"}, r"rule 'r': threshold: expected a number"),
-        ({"window": "5 min"}, r"rule 'r': window: expected a duration"),
+        ({"window": "5 fortnights"}, r"rule 'r': window: expected a duration"),
         ({"window": 0}, r"rule 'r': window: must be longer than 0"),
         ({"for_": "-5s"}, r"rule 'r': for: expected a duration"),
         ({"severity": "page"}, r"rule 'r': severity: unknown 'page'"),

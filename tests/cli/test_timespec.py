@@ -37,3 +37,23 @@ def test_parse_moment() -> None:
     assert abs(parse_moment("2h") - (time.time() - 7200)) < 5
     with pytest.raises(argparse.ArgumentTypeError, match="ISO-8601"):
         parse_moment("yesterday")
+
+
+def test_one_duration_grammar_for_api_cli_and_alerts() -> None:
+    """The API's spans, the CLI's ages and alert windows read durations alike (llm_monitor_mw.timespec)."""
+    from llm_monitor_mw.alerts.rules import parse_duration as rule_duration
+    from llm_monitor_mw.cli.timespec import parse_duration as cli_duration
+    from llm_monitor_mw.web.params import ParamError, parse_time
+
+    for text, seconds in (("30d", 2592000.0), ("12H", 43200.0), ("5 min", 300.0), ("1.5h", 5400.0), ("250ms", 0.25)):
+        assert cli_duration(text) == seconds
+        assert rule_duration(text, "window") == seconds
+        assert parse_time("since", text, now=10**9) == 10**9 - seconds
+    for bad in ("5 fortnights", "-5s", "1e3s", "٣d", "5", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli_duration(bad)
+        if bad not in ("5", ""):  # rules take a bare number of seconds; the API reads "5" as a Unix time
+            with pytest.raises(ValueError):
+                rule_duration(bad, "window")
+            with pytest.raises(ParamError):
+                parse_time("since", bad, now=10**9)

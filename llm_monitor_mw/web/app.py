@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -143,6 +144,16 @@ def create_app(
         detail = getattr(exc, "detail", "internal error")
         return JSONAnswer({"error": detail}, status_code=status)
 
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # the database is down, locked or too slow: say so (503, retry later), never a 500 with a traceback
+        logger.warning("llm_monitor_mw: dashboard request %s failed on the database: %r", request.url.path, exc)
+        message = f"the monitoring database is unavailable ({type(exc).__name__}); try again shortly"
+        headers = {"Retry-After": "5", "Cache-Control": "no-store"}
+        if "/api/" in request.url.path or "application/json" in request.headers.get("accept", ""):
+            return JSONAnswer({"error": message}, status_code=503, headers=headers)
+        body = f"<!doctype html><title>503: database unavailable</title><h1>503</h1><p>{html.escape(message)}</p>"
+        return HTMLResponse(body, status_code=503, headers=headers)
+
     async def server_error(request: Request, exc: Exception) -> Response:
         return JSONAnswer({"error": "internal error in llm-monitor-mw; see the server log"}, status_code=500)
 
@@ -155,7 +166,11 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=str(resource_dir("static"))), name="static"),
         ],
-        exception_handlers={HTTPException: http_error, 500: server_error},
+        exception_handlers={
+            HTTPException: http_error,
+            **dict.fromkeys(store.engine.errors, database_unavailable),
+            500: server_error,
+        },
     )
     wrapped: ASGIApp = CSRFMiddleware(app)
     if auth is None:

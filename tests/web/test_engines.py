@@ -120,3 +120,32 @@ def test_store_only_app_serves_what_another_process_wrote(store_target: str) -> 
             assert client.get("/api/stats").json()["written"] == 0  # this process wrote nothing
     finally:
         store.close()
+
+
+def test_a_database_that_is_gone_answers_503_never_500(pg_url: str, pg_server: object) -> None:
+    """Pages and the API answer 503 with the reason (and Retry-After) while the database refuses connections."""
+    name = pg_url.rsplit("/", 1)[1]
+    with Monitor(pg_url, instance="web-1") as monitor:
+        insert(monitor, [rec(i) for i in range(3)])
+        client = TestClient(monitor.asgi_app())
+        assert client.get("/api/summary").status_code == 200
+        with pg_server.admin() as admin:  # type: ignore[attr-defined]
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+        try:
+            api = client.get("/api/summary?since=24h")
+            assert api.status_code == 503, api.text
+            assert "database is unavailable" in api.json()["error"]
+            assert api.headers["retry-after"] == "5"
+            page = client.get("/requests")
+            assert page.status_code == 503
+            assert page.headers["content-type"].startswith("text/html")
+            assert "database is unavailable" in page.text
+            assert client.get("/health").status_code == 503
+        finally:
+            with pg_server.admin() as admin:  # type: ignore[attr-defined]
+                admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        assert client.get("/api/summary").status_code == 200  # reconnected

@@ -94,8 +94,9 @@ class PostgresDialect(Dialect):
     functions = (
         # PostgreSQL 15 has no pg_input_is_valid(): a cast that fails must give NULL, not fail the whole read
         # (one foreign row of tags "{oops" would otherwise break every tag query and the writer's projection).
+        # PARALLEL UNSAFE: the EXCEPTION block is a subtransaction, which a parallel worker cannot start.
         """CREATE OR REPLACE FUNCTION llm_monitor_jsonb(value TEXT) RETURNS JSONB
-           LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+           LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $$
            BEGIN
              IF value IS NULL OR left(ltrim(value), 1) <> '{' THEN RETURN NULL; END IF;
              RETURN CAST(value AS JSONB);

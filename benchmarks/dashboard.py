@@ -1,19 +1,25 @@
 """How fast the dashboard answers at a million rows: ``python benchmarks/dashboard.py [--rows N] [--runs R]``.
 
-Seeds N calls (default 1,000,000 over 30 days; inserted directly with ``executemany``) into a temporary database,
-then prints server-side milliseconds (median of ``--runs``) for:
+Seeds N calls (default 1,000,000 over 30 days; inserted directly: ``executemany`` on SQLite, ``COPY`` on
+PostgreSQL) into a temporary database, projects them (the roll-ups and counters, as the writer would have), then
+prints server-side milliseconds (median of ``--runs``) for:
 
 * the dashboard's queries answered from raw rows ("before") and from the roll-ups ("after"), and the one-off
-  roll-up build that ``analytics.ensure`` does on an existing database;
+  projection of the seeded rows (``projections.step`` in 20,000-row transactions, nobody else writing);
 * each page and fragment, through the ASGI app in-process (query + template rendering, no network);
 * the JSON summary API (``api/summary``).
 
 Target: <= 100 ms per page at 1M rows.
+
+    python benchmarks/dashboard.py                                      # SQLite
+    python benchmarks/dashboard.py --db postgresql://u:p@host/postgres  # PostgreSQL (a database is created)
+    python benchmarks/dashboard.py --start-postgres                     # PostgreSQL on a throwaway cluster
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -34,10 +40,17 @@ sys.path.insert(0, str(ROOT))
 
 from starlette.testclient import TestClient  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ingest import target, throwaway_postgres  # noqa: E402
+
 from llm_monitor_mw import Monitor  # noqa: E402
-from llm_monitor_mw.store import analytics  # noqa: E402
+from llm_monitor_mw.store import analytics, projections  # noqa: E402
+from llm_monitor_mw.store.engine import open_engine  # noqa: E402
 from llm_monitor_mw.store.queries import Filters  # noqa: E402
-from llm_monitor_mw.store.schema import CALL_COLUMNS, CALLS  # noqa: E402
+from llm_monitor_mw.store.schema import CALL_COLUMNS  # noqa: E402
+from llm_monitor_mw.store.writer import insert_rows  # noqa: E402
+from llm_monitor_mw.web.pages.view import step_for  # noqa: E402
 from tests.browser.server import host_app  # noqa: E402
 
 MODELS = [
@@ -106,26 +119,48 @@ def rows(n: int, *, now: float, days: float, seed: int = 1) -> Iterator[tuple[An
         yield tuple(row[c] for c in CALL_COLUMNS)
 
 
-def seed(path: Path, n: int, *, now: float, days: float) -> float:
-    """Create the schema (through ``Monitor``) and insert ``n`` rows; returns the seconds it took."""
-    Monitor(path).db.ensure()
+def seed(url: str, n: int, *, now: float, days: float) -> float:
+    """Create the schema and insert ``n`` rows, unprojected (as an old database's); returns the seconds it took."""
+    engine = open_engine(url)
+    engine.ensure()
     start = time.perf_counter()
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = OFF")
-    sql = f"INSERT INTO {CALLS} ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
     batch: list[tuple[Any, ...]] = []
     for row in rows(n, now=now, days=days):
         batch.append(row)
         if len(batch) == 50_000:
-            conn.executemany(sql, batch)
-            conn.commit()
-            batch.clear()
-    conn.executemany(sql, batch)
-    conn.commit()
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+            engine.write(lambda conn, b=batch: insert_rows(conn, b))
+            batch = []
+    if batch:
+        engine.write(lambda conn, b=batch: insert_rows(conn, b))
+    if engine.name == "sqlite":
+        engine.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:
+        engine.connection().execute("VACUUM ANALYZE calls")
+    engine.close()
     return time.perf_counter() - start
+
+
+def project_all(url: str) -> float:
+    """Project every seeded row (roll-ups and counters) in 20,000-row transactions; returns the seconds."""
+    engine = open_engine(url)
+    projector = projections.Projector(engine, limit=20_000)
+    start = time.perf_counter()
+    while projections.step(engine, projector).behind:
+        pass
+    if engine.name == "postgresql":
+        engine.connection().execute("ANALYZE")
+    engine.close()
+    return time.perf_counter() - start
+
+
+def size_mib(url: str) -> float:
+    engine = open_engine(url)
+    try:
+        if engine.name == "sqlite":
+            return os.path.getsize(url) / 2**20
+        return engine.connection().execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+    finally:
+        engine.close()
 
 
 def timed(fn: Callable[[], Any], runs: int) -> float:
@@ -141,7 +176,6 @@ def timed(fn: Callable[[], Any], runs: int) -> float:
 
 def overview_queries(a: analytics.Analytics, span: float, now: float) -> Callable[[], None]:
     """What the overview page asks of the store for a range of ``span`` seconds ending now."""
-    from llm_monitor_mw.web.pages import step_for
 
     def run() -> None:
         f = Filters(since=now - span, until=now)
@@ -160,108 +194,117 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--db", help="a postgresql:// URL: measure PostgreSQL (a database is created for the run)")
+    parser.add_argument("--start-postgres", action="store_true", help="measure PostgreSQL on a throwaway cluster")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.db"
-        now = time.time()
-        seconds = seed(path, args.rows, now=now, days=args.days)
-        size = os.path.getsize(path) / 2**20
-        print(
-            f"llm-monitor-mw dashboard benchmark — Python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
-            f" {os.cpu_count()} CPUs"
-        )
-        print(
-            f"seeded {args.rows:,} calls over {args.days:g} days in {seconds:.1f} s ({size:,.0f} MiB); "
-            f"median of {args.runs} runs after a warm-up\n"
-        )
+    if args.db and args.start_postgres:
+        parser.error("give --db or --start-postgres, not both")
+    engine = "postgresql" if args.db or args.start_postgres else "sqlite"
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        throwaway_postgres() if args.start_postgres else contextlib.nullcontext(args.db) as base_url,
+        target(engine, Path(tmp), base_url, "dashboard") as url,
+    ):
+        run(url, engine, args)
 
-        monitor = Monitor(path)
-        raw = analytics.Analytics(monitor.db, use_rollups=False)
-        results: list[tuple[str, float]] = []
-        for label, span in (("24h", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0)):
-            start = time.perf_counter()  # one cold run: these take seconds
-            overview_queries(raw, span, now)()
-            results.append((f"overview queries {label}, raw rows (before)", (time.perf_counter() - start) * 1000))
-        start = time.perf_counter()
-        analytics.ensure(monitor.db)
-        build = (time.perf_counter() - start) * 1000
-        results.append(("roll-up build on an existing database (once)", build))
-        rolled = analytics.Analytics(monitor.db)
-        for label, span in (("24h", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0)):
-            results.append(
-                (f"overview queries {label}, roll-ups (after)", timed(overview_queries(rolled, span, now), args.runs))
-            )
-        print("| store queries | ms |\n|---|---:|")
-        for label, ms in results:
+
+def run(url: str, engine: str, args: argparse.Namespace) -> None:
+    now = time.time()
+    seconds = seed(url, args.rows, now=now, days=args.days)
+    size = size_mib(url)
+    version = f"SQLite {sqlite3.sqlite_version}"
+    if engine == "postgresql":
+        probe = open_engine(url)
+        version = "PostgreSQL " + probe.connection().execute("SHOW server_version").fetchone()[0]
+        probe.close()
+    print(f"llm-monitor-mw dashboard benchmark — Python {platform.python_version()}, {version}, {os.cpu_count()} CPUs")
+    print(
+        f"seeded {args.rows:,} calls over {args.days:g} days in {seconds:.1f} s ({size:,.0f} MiB before the "
+        f"projections); median of {args.runs} runs after a warm-up; load average {os.getloadavg()[0]:.2f}\n"
+    )
+    monitor = Monitor(url)
+    store_engine = monitor.store.engine
+    raw = analytics.Analytics(store_engine, use_rollups=False)
+    results: list[tuple[str, float]] = []
+    for label, span in (("24h", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0)):
+        start = time.perf_counter()  # one cold run: these take seconds
+        overview_queries(raw, span, now)()
+        results.append((f"overview queries {label}, raw rows (before)", (time.perf_counter() - start) * 1000))
+    build = project_all(url) * 1000
+    results.append((f"projection of the {args.rows:,} seeded rows (once; the writer does it on write)", build))
+    rolled = analytics.Analytics(store_engine)
+    for label, span in (("24h", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0)):
+        results.append(
+            (f"overview queries {label}, roll-ups (after)", timed(overview_queries(rolled, span, now), args.runs))
+        )
+    print("| store queries | ms |\n|---|---:|")
+    for label, ms in results:
+        print(f"| {label} | {ms:,.1f} |")
+
+    with TestClient(host_app(monitor, "/m")) as client:
+        first = client.get("/m/requests.json", params={"range": "1h", "limit": 1})
+        some_id = json.loads(first.text)[0]["id"] if first.status_code == 200 and first.text.strip() != "[]" else 1
+        pages = [
+            ("overview 24h (full page)", "/m/", {}),
+            ("overview 7d (full page)", "/m/", {"range": "7d"}),
+            ("overview 30d (full page)", "/m/", {"range": "30d"}),
+            ("overview 90d (full page)", "/m/", {"range": "90d"}),
+            ("fragment overview/kpis 24h", "/m/fragments/overview/kpis", {}),
+            ("fragment overview/charts 24h", "/m/fragments/overview/charts", {}),
+            ("fragment overview/top 24h", "/m/fragments/overview/top", {}),
+            ("overview 24h, provider+model filter", "/m/", {"provider": "openai", "model": "gpt-4o"}),
+            ("requests first page 24h", "/m/requests", {}),
+            ("requests first page 30d", "/m/requests", {"range": "30d"}),
+            ("requests deep page 30d (offset 10,000)", "/m/requests", {"range": "30d", "offset": "10000"}),
+            ("requests deep page 30d (offset 500,000)", "/m/requests", {"range": "30d", "offset": "500000"}),
+            (
+                "requests 7d provider=anthropic status=error",
+                "/m/requests",
+                {"range": "7d", "provider": "anthropic", "status": "error"},
+            ),
+            ("requests 24h user filter (no index)", "/m/requests", {"user": "user-0042"}),
+            ("requests 30d user filter (no index)", "/m/requests", {"range": "30d", "user": "user-0042"}),
+            ("requests 24h tag filter", "/m/requests", {"tag": "feature:search"}),
+            ("requests 24h text search q=server", "/m/requests", {"q": "server"}),
+            ("requests 24h sorted by cost", "/m/requests", {"sort": "cost"}),
+            ("requests 30d sorted by cost", "/m/requests", {"range": "30d", "sort": "cost"}),
+            ("request detail (+ attempts by call_id)", f"/m/requests/{some_id}", {}),
+            ("costs 30d", "/m/costs", {"range": "30d"}),
+            ("costs 90d", "/m/costs", {"range": "90d"}),
+            ("errors 24h", "/m/errors", {}),
+            ("errors 30d", "/m/errors", {"range": "30d"}),
+        ]
+        print("\n| page (through the ASGI app, in-process) | ms |\n|---|---:|")
+        for label, url, params in pages:
+            response = client.get(url, params=params)
+            assert response.status_code == 200, (url, response.status_code, response.text[:300])
+            ms = timed(lambda url=url, params=params: client.get(url, params=params), args.runs)
             print(f"| {label} | {ms:,.1f} |")
+        csv_ms = timed(lambda: client.get("/m/requests.csv", params={"range": "1h"}), args.runs)
+        print(f"| export CSV 1h (~{args.rows / args.days / 24:,.0f} rows) | {csv_ms:,.1f} |")
 
-        with TestClient(host_app(monitor, "/m")) as client:
-            first = client.get("/m/requests.json", params={"range": "1h", "limit": 1})
-            some_id = json.loads(first.text)[0]["id"] if first.status_code == 200 and first.text.strip() != "[]" else 1
-            pages = [
-                ("overview 24h (full page)", "/m/", {}),
-                ("overview 7d (full page)", "/m/", {"range": "7d"}),
-                ("overview 30d (full page)", "/m/", {"range": "30d"}),
-                ("overview 90d (full page)", "/m/", {"range": "90d"}),
-                ("fragment overview/kpis 24h", "/m/fragments/overview/kpis", {}),
-                ("fragment overview/charts 24h", "/m/fragments/overview/charts", {}),
-                ("fragment overview/top 24h", "/m/fragments/overview/top", {}),
-                ("overview 24h, provider+model filter", "/m/", {"provider": "openai", "model": "gpt-4o"}),
-                ("requests first page 24h", "/m/requests", {}),
-                ("requests first page 30d", "/m/requests", {"range": "30d"}),
-                ("requests deep page 30d (offset 10,000)", "/m/requests", {"range": "30d", "offset": "10000"}),
-                ("requests deep page 30d (offset 500,000)", "/m/requests", {"range": "30d", "offset": "500000"}),
-                (
-                    "requests 7d provider=anthropic status=error",
-                    "/m/requests",
-                    {"range": "7d", "provider": "anthropic", "status": "error"},
-                ),
-                ("requests 24h user filter (no index)", "/m/requests", {"user": "user-0042"}),
-                ("requests 30d user filter (no index)", "/m/requests", {"range": "30d", "user": "user-0042"}),
-                ("requests 24h tag filter", "/m/requests", {"tag": "feature:search"}),
-                ("requests 24h text search q=server", "/m/requests", {"q": "server"}),
-                ("requests 24h sorted by cost", "/m/requests", {"sort": "cost"}),
-                ("requests 30d sorted by cost", "/m/requests", {"range": "30d", "sort": "cost"}),
-                ("request detail (+ attempts by call_id)", f"/m/requests/{some_id}", {}),
-                ("costs 30d", "/m/costs", {"range": "30d"}),
-                ("costs 90d", "/m/costs", {"range": "90d"}),
-                ("errors 24h", "/m/errors", {}),
-                ("errors 30d", "/m/errors", {"range": "30d"}),
-            ]
-            print("\n| page (through the ASGI app, in-process) | ms |\n|---|---:|")
-            for label, url, params in pages:
-                response = client.get(url, params=params)
-                assert response.status_code == 200, (url, response.status_code, response.text[:300])
-                ms = timed(lambda url=url, params=params: client.get(url, params=params), args.runs)
-                print(f"| {label} | {ms:,.1f} |")
-            csv_ms = timed(lambda: client.get("/m/requests.csv", params={"range": "1h"}), args.runs)
-            print(f"| export CSV 1h (~{args.rows / args.days / 24:,.0f} rows) | {csv_ms:,.1f} |")
+        # A live dashboard: rows the writer has not projected yet are read raw, beside the roll-ups.
+        fresh = list(rows(1000, now=time.time() + 1, days=10 / 86400, seed=2))
+        store_engine.write(lambda conn: insert_rows(conn, fresh))
+        start = time.perf_counter()
+        client.get("/m/fragments/overview/kpis")
+        print(
+            f"| overview/kpis right after 1,000 new calls (not projected yet: read raw) | "
+            f"{(time.perf_counter() - start) * 1000:,.1f} |"
+        )
 
-            # A live dashboard: new rows since the last refresh are rolled up on the next read.
-            conn = sqlite3.connect(path)
-            sql = f"INSERT INTO {CALLS} ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
-            conn.executemany(sql, list(rows(1000, now=time.time() + 1, days=10 / 86400, seed=2)))
-            conn.commit()
-            conn.close()
-            start = time.perf_counter()
-            client.get("/m/fragments/overview/kpis")
-            print(
-                f"| overview/kpis right after 1,000 new calls (incremental roll-up) | "
-                f"{(time.perf_counter() - start) * 1000:,.1f} |"
-            )
-
-            print("\n| JSON summary API (through the app) | ms |\n|---|---:|")
-            for label in ("24h", "7d", "30d"):
-                params = {"since": label}
-                response = client.get("/m/api/summary", params=params)
-                assert response.status_code == 200, response.text[:300]
-                ms = timed(lambda params=params: client.get("/m/api/summary", params=params), args.runs)
-                print(f"| api/summary since={label} | {ms:,.1f} |")
-            ms = timed(lambda: client.get("/m/api/summary"), args.runs)
-            print(f"| api/summary, everything recorded | {ms:,.1f} |")
-            ms = timed(lambda: client.get("/m/api/summary", params={"since": "7d", "model": "gpt-4o"}), args.runs)
-            print(f"| api/summary since=7d model=gpt-4o | {ms:,.1f} |")
-        monitor.close()
+        print("\n| JSON summary API (through the app) | ms |\n|---|---:|")
+        for label in ("24h", "7d", "30d"):
+            params = {"since": label}
+            response = client.get("/m/api/summary", params=params)
+            assert response.status_code == 200, response.text[:300]
+            ms = timed(lambda params=params: client.get("/m/api/summary", params=params), args.runs)
+            print(f"| api/summary since={label} | {ms:,.1f} |")
+        ms = timed(lambda: client.get("/m/api/summary"), args.runs)
+        print(f"| api/summary, everything recorded | {ms:,.1f} |")
+        ms = timed(lambda: client.get("/m/api/summary", params={"since": "7d", "model": "gpt-4o"}), args.runs)
+        print(f"| api/summary since=7d model=gpt-4o | {ms:,.1f} |")
+    monitor.close()
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ class Monitor:
         retention_days: delete calls older than this many days (and their roll-up rows) on a background thread,
             shortly after start and then hourly, in short transactions; ``None`` keeps everything.
         metrics_max_label_values: distinct values ``/metrics`` shows per label (``provider``, ``model``,
-            ``status``); models and providers that answered OK at least once and values shown before keep their
-            name, the rest are summed under ``other``, so totals stay right.
+            ``status``); values that ever answered OK come first, then the busiest (cumulative requests), then by
+            name — chosen from the counters alone, so every worker shows the same series; the rest are summed under
+            ``other``, so totals stay right.
     """
 
     def __init__(

@@ -191,9 +191,17 @@ class Database:
         """Create the file and schema now (raises on an unusable path or a corrupt file)."""
         self.connect()
 
-    def write(self, fn: Callable[[sqlite3.Connection], T], *, attempts: int = 50, deadline: float | None = None) -> T:
+    def write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        attempts: int = 50,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> T:
         """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction, retrying while another process holds the lock (at most
-        ``attempts`` times, and not past ``deadline``, a :func:`time.monotonic` value)."""
+        ``attempts`` times, not past ``deadline``, a :func:`time.monotonic` value, and not once ``stop()`` is
+        true)."""
         conn = self.connect().conn
 
         def once() -> T:
@@ -208,16 +216,22 @@ class Database:
             return result
 
         if deadline is None:
-            return self._retry(once, attempts=attempts)
+            return self._retry(once, attempts=attempts, stop=stop)
         # SQLite's own busy wait must not outlast the deadline either
         conn.execute(f"PRAGMA busy_timeout = {max(0, min(BUSY_TIMEOUT_MS, int((deadline - time.monotonic()) * 1000)))}")
         try:
-            return self._retry(once, attempts=attempts, deadline=deadline)
+            return self._retry(once, attempts=attempts, deadline=deadline, stop=stop)
         finally:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     @staticmethod
-    def _retry(fn: Callable[[], T], *, attempts: int = 50, deadline: float | None = None) -> T:
+    def _retry(
+        fn: Callable[[], T],
+        *,
+        attempts: int = 50,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> T:
         delay = 0.01
         for attempt in range(attempts):
             try:
@@ -227,6 +241,8 @@ class Database:
                     raise
                 pause = delay * (0.5 + random.random())
                 if deadline is not None and time.monotonic() + pause > deadline:
+                    raise
+                if stop is not None and stop():
                     raise
                 time.sleep(pause)
                 delay = min(delay * 2, 1.0)

@@ -226,8 +226,17 @@ def _v5(dialect: Dialect) -> list[str]:
     return steps
 
 
+def _v6(dialect: Dialect) -> list[str]:
+    """PostgreSQL: ``llm_monitor_jsonb`` is parallel unsafe (its exception block is a subtransaction, which a
+    parallel plan refuses: at a million rows the tag queries failed with "cannot start subtransactions during a
+    parallel operation"). SQLite: nothing to do."""
+    if dialect.name != "postgresql":
+        return []
+    return ["ALTER FUNCTION llm_monitor_jsonb(TEXT) PARALLEL UNSAFE"]
+
+
 Step = Callable[[Dialect], list[str]]
-STEPS: tuple[Step, ...] = (_v1, _v2, _v3, _v4, _v5)
+STEPS: tuple[Step, ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(STEPS)
 
 ROLLUP_DDL = rollup_ddl(Dialect())

@@ -8,7 +8,8 @@ connection was lost):
 
 1. lock the projection cursor (:func:`~.projections.lock_cursor`: ``SELECT … FOR UPDATE`` on PostgreSQL, before
    the insert, so ids grow in commit order across processes and hosts; ``BEGIN IMMEDIATE`` on SQLite);
-2. insert the batch (``executemany`` of tuples, each stamped with this writer's ``instance``);
+2. insert the batch (:func:`insert_rows`: ``COPY`` on PostgreSQL, ``executemany`` on SQLite; each row stamped
+   with this writer's ``instance``);
 3. project at most ``project_limit`` rows past the cursor (:data:`~.projections.LIMITS`), the batch's first, into the
    dashboard roll-ups and the ``/metrics`` counters, and move the cursor (:meth:`~.projections.Projector.project`);
 4. commit.
@@ -51,12 +52,29 @@ from .schema import CALL_COLUMNS, CALLS
 logger = logging.getLogger("llm_monitor_mw")
 
 _COLUMN_NAMES = tuple(CALL_COLUMNS)
-_QUOTED = ", ".join(f'"{c}"' if c == "user" else c for c in _COLUMN_NAMES)  # a reserved word in PostgreSQL
+_QUOTED_COLUMNS = tuple(f'"{c}"' if c == "user" else c for c in _COLUMN_NAMES)  # a reserved word in PostgreSQL
+_QUOTED = ", ".join(_QUOTED_COLUMNS)
 _INSERT = f"INSERT INTO {CALLS} ({_QUOTED}) VALUES ({', '.join('?' for _ in _COLUMN_NAMES)})"
 _GET = operator.attrgetter(*_COLUMN_NAMES)
 _BOOLS = tuple(_COLUMN_NAMES.index(c) for c in ("ok", "streamed") if c in _COLUMN_NAMES)
 _TAGS = _COLUMN_NAMES.index("tags")
 _INSTANCE = _COLUMN_NAMES.index("instance") if "instance" in _COLUMN_NAMES else None
+
+
+_tags_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+"""``json.dumps(tags, separators=(",", ":"), default=str)`` without building an encoder per row."""
+
+
+def insert_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (:data:`CALL_COLUMNS` order) into ``calls``: ``COPY`` where the connection offers it
+    (PostgreSQL), else ``executemany`` (SQLite: a prepared statement run in C, as fast as it gets there)."""
+    copy = getattr(conn, "copy_rows", None)
+    if copy is not None and len(rows) > 1:
+        copy(CALLS, _QUOTED_COLUMNS, rows)
+    elif len(rows) == 1:
+        conn.execute(_INSERT, rows[0])
+    elif rows:
+        conn.executemany(_INSERT, rows)
 
 
 def record_row(record: CallRecord, instance: str | None = None) -> tuple[Any, ...]:
@@ -65,7 +83,7 @@ def record_row(record: CallRecord, instance: str | None = None) -> tuple[Any, ..
     for i in _BOOLS:
         values[i] = 1 if values[i] else 0
     tags = values[_TAGS]
-    values[_TAGS] = json.dumps(tags, separators=(",", ":"), default=str) if tags else None
+    values[_TAGS] = _tags_json(tags) if tags else None
     if instance is not None and _INSTANCE is not None:
         values[_INSTANCE] = instance
     return tuple(values)
@@ -81,8 +99,7 @@ def insert_records(
 
     def fn(conn: Connection) -> Progress:
         lo = lock_cursor(conn, engine.dialect)
-        if rows:
-            conn.executemany(_INSERT, rows)
+        insert_rows(conn, rows)
         return projector.project(conn, lo, limit=len(rows) + project_limit)
 
     return engine.write(fn)
@@ -238,6 +255,7 @@ class Writer:
         self.failed = 0
         self.last_write_at: float | None = None
         self._deadline: float | None = None  # set while draining at exit: busy retries stop there
+        self._giving_up = False  # set by close() once its flush is over: a write still retrying stops
         _register_exit_flush(self)
 
     @property
@@ -289,15 +307,31 @@ class Writer:
         return marker.event.wait(timeout)
 
     def close(self, timeout: float | None = 10.0) -> None:
-        """Flush, then stop the thread. Later submissions are dropped (and counted)."""
+        """Flush, then stop the thread, all within ``timeout`` seconds (``None``: wait as long as it takes).
+
+        Past the deadline a write still retrying an unreachable database gives up (its records count as failed),
+        and records still queued are dropped, counted and logged: closing never hangs on the database. Later
+        submissions are dropped (and counted).
+        """
         if self._closed:
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._deadline = deadline  # writes starting from now stop retrying at the deadline
         self.flush(timeout)
         self._closed = True
+        self._giving_up = True  # a write retrying since before the flush stops at its next retry
         self._wake.set()
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        left = 0
+        while self._queue:
+            with contextlib.suppress(IndexError):  # the thread may still take one
+                if not isinstance(self._queue.popleft(), _Flush):
+                    left += 1
+        if left:
+            self.dropped += left
+            logger.error("llm_monitor_mw: %d call record(s) not written to %s before close", left, self.engine.location)
 
     def close_at_exit(self, timeout: float = 5.0) -> None:
         """:meth:`close` for interpreter exit: never starts a thread (Python 3.12+ refuses new threads then, and
@@ -365,6 +399,10 @@ class Writer:
         self._behind = True
         self.projected_to = None
 
+    def _stopping(self) -> bool:
+        """Whether a retrying write should give up: ``close()`` waited long enough, or its deadline passed."""
+        return self._giving_up or (self._deadline is not None and time.monotonic() >= self._deadline)
+
     def _run(self) -> None:
         queue = self._queue
         while True:
@@ -401,13 +439,10 @@ class Writer:
 
         def fn(conn: Connection) -> Progress:
             lo = lock_cursor(conn, dialect)
-            if len(rows) == 1:
-                conn.execute(_INSERT, rows[0])
-            elif rows:
-                conn.executemany(_INSERT, rows)
+            insert_rows(conn, rows)
             return projector.project(conn, lo, limit=limit)
 
-        progress = self.engine.write(fn, deadline=self._deadline)
+        progress = self.engine.write(fn, deadline=self._deadline, stop=self._stopping)
         self.projected_to = progress.cursor
         self._behind = progress.behind and not progress.failed
         if not self._behind:

@@ -13,31 +13,41 @@ Degraded (still 200), with the reason in ``problems``:
   a restart repairs no table. The operator needs to know (an alert on ``status != "ok"``), not the host to stop.
 * an opt-in provider check (``health_checks=[url, ...]``) failed: an unreachable provider is not this instance's
   fault, and taking every instance out of a load balancer would not help.
+
+The database check answers within :data:`DATABASE_TIMEOUT_S` whatever the database does: it runs on a thread of
+its own (one connection), at most one at a time, and a check that has not finished by then is reported as the
+database not answering (unhealthy, 503: a server that does not answer, behind a dropped route or overloaded, would
+otherwise hold every health check for the connect timeout and make a load balancer's check time out with no
+reason given). The next request waits for the same check, so checks never pile up behind a server that hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .._version import __version__
 from ..store.dbfile import iso
-from ..store.probe import probe
+from ..store.probe import DatabaseProbe, probe
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..store.engine import Engine
 
+DATABASE_TIMEOUT_S = 2.0
+"""Longest wait of ``/health`` for the database check (below the usual 5 s load-balancer timeouts)."""
 PROVIDER_TIMEOUT_S = 2.0
 """Time limit of each opt-in provider reachability check (connect, send and response headers)."""
 
@@ -100,24 +110,84 @@ class WriterWatch:
             return self._failing
 
 
-def health_endpoint(store: Store, provider_urls: Sequence[str] = ()) -> Callable[[Request], Awaitable[Response]]:
-    """The ``GET /health`` handler for ``store`` (provider checks run concurrently, each within its timeout)."""
+class ProbeThread:
+    """Runs the database check on one daemon thread of its own (so one connection, and never the thread pool of
+    the host or of the dashboard), at most one check at a time: :meth:`submit` while one runs returns that one."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._pending: Future[DatabaseProbe] | None = None
+        self._requests: queue.SimpleQueue[tuple[Future[DatabaseProbe], bool]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def submit(self, *, create: bool) -> Future[DatabaseProbe]:
+        """The running check, or a new one (``create``: see :func:`~..store.probe.probe`)."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's thread and check are not ours
+                self._pending, self._thread, self._pid = None, None, os.getpid()
+                self._requests = queue.SimpleQueue()
+            if self._pending is not None and not self._pending.done():
+                return self._pending
+            future: Future[DatabaseProbe] = Future()
+            self._pending = future
+            self._requests.put((future, create))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, args=(self._requests,), daemon=True)
+                self._thread.name = "llm-monitor-health"
+                self._thread.start()
+            return future
+
+    def _run(self, requests: queue.SimpleQueue[tuple[Future[DatabaseProbe], bool]]) -> None:
+        while True:
+            future, create = requests.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(probe(self.engine, create=create))
+            except BaseException as exc:  # probe reports failures; anything else is the endpoint's to show
+                future.set_exception(exc)
+
+
+def not_answering(timeout: float) -> DatabaseProbe:
+    """What the check reports when the database did not answer within ``timeout`` seconds."""
+    return DatabaseProbe(
+        reachable=False, writable=None, busy=False, error=f"no answer within {timeout:g} s (slow or unreachable)"
+    )
+
+
+def health_endpoint(
+    store: Store, provider_urls: Sequence[str] = (), *, database_timeout: float = DATABASE_TIMEOUT_S
+) -> Callable[[Request], Awaitable[Response]]:
+    """The ``GET /health`` handler for ``store`` (provider checks run concurrently, each within its timeout; the
+    database check within ``database_timeout``)."""
     urls = validate_urls(provider_urls)
     watch = WriterWatch()
+    checks = ProbeThread(store.engine)
     opened = False  # until the file has been opened once, the first check may create it (a store not yet used)
+
+    async def check_database() -> tuple[DatabaseProbe, bool]:
+        """The check's finding, and whether it finished in time."""
+        running = asyncio.wrap_future(checks.submit(create=not opened))
+        try:
+            return await asyncio.wait_for(asyncio.shield(running), database_timeout), True
+        except TimeoutError:
+            return not_answering(database_timeout), False
 
     async def health(request: Request) -> Response:
         nonlocal opened
-        db, providers = await asyncio.gather(
-            run_in_threadpool(probe, store.engine, create=not opened),
-            asyncio.gather(*(check_provider(u) for u in urls)),
+        (db, answered), providers = await asyncio.gather(
+            check_database(), asyncio.gather(*(check_provider(u) for u in urls))
         )
         opened = opened or db.reachable
         stats = store.stats()
         failing = watch.failing(stats["written"], stats["failed"])
         queue_full = stats["queued"] >= store.max_queue
         problems = []
-        if not db.reachable:
+        if not answered:
+            problems.append(f"database not answering within {database_timeout:g} s")
+        elif not db.reachable:
             problems.append("database unreachable")
         elif db.writable is False:
             problems.append("database not writable")

@@ -91,7 +91,7 @@ def version(engine) -> int:
 def test_migrate_from_empty(store_target: str) -> None:
     engine = open_engine(store_target)
     engine.ensure()
-    assert version(engine) == SCHEMA_VERSION == 5
+    assert version(engine) == SCHEMA_VERSION == 6
     assert tables(engine) - {SCHEMA_TABLE} == TABLES
     assert columns(engine, "calls") == ["id", *CALL_COLUMNS]
     assert columns(engine, "calls")[-1] == "instance"

@@ -323,3 +323,40 @@ def test_a_failing_projection_keeps_the_inserts_and_the_cursor(engine: Engine) -
     assert progress.failed and progress.cursor == 1
     assert engine.connection().execute("SELECT count(*) FROM calls").fetchone()[0] == 3
     assert sum(t.requests for t in Counters(engine).totals()) == 3  # still exact, from raw rows
+
+
+def test_day_rollups_are_the_hour_groups_grouped_by_day_before_1970_too(engine: Engine) -> None:
+    # the day rows are summed from the hour groups in SQL: integer arithmetic that must floor negative hours too
+    times = (-DAY - 1.0, -DAY + 1.0, -5_000.0, -1.0, 0.0, 3_599.0, DAY + 7.0)
+    records = [
+        CallRecord(started_at=t, provider="openai", operation="chat", endpoint="/v1/x", duration_ms=100.0)
+        for t in times
+    ]
+    insert_records(engine, records)
+    check_all(engine, records)
+    days = dict(engine.connection().execute("SELECT ts, requests FROM rollup_calls_day").fetchall())
+    assert days == {-2 * DAY: 1, -DAY: 3, 0: 2, DAY: 1}
+
+
+def test_tag_reads_and_projections_survive_a_parallel_plan(engine: Engine) -> None:
+    """PostgreSQL plans a million-row scan in parallel; the tag parser (an exception block) must not be parallel
+    safe there, or every tag query fails ("cannot start subtransactions during a parallel operation")."""
+    if engine.name != "postgresql":
+        pytest.skip("parallel plans are PostgreSQL's")
+    from llm_monitor_mw.store.read import Analytics, Filters
+
+    records = [
+        CallRecord(
+            started_at=NOW - i, provider="openai", operation="chat", endpoint="/v1/x", tags={"team": "ab"[i % 2]}
+        )
+        for i in range(200)
+    ]
+    raw_insert(engine, records)
+    conn = engine.connection()
+    for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+        conn.execute(f"SET {setting} = 0")
+    conn.execute("SET max_parallel_workers_per_gather = 2")
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN SELECT count(*) FROM calls WHERE tags IS NOT NULL"))
+    assert "Parallel" in plan  # the settings do force a parallel plan where nothing forbids it
+    rows = Analytics(engine, use_rollups=False).by_dim(Filters(since=NOW - DAY, until=NOW + 1), "tag", order="requests")
+    assert {r["value"]: r["requests"] for r in rows} == {"team:a": 100, "team:b": 100}

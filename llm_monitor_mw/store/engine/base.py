@@ -144,9 +144,17 @@ class Engine(Protocol):
         for reads; writes go through :meth:`write`."""
         ...
 
-    def write(self, fn: Callable[[Connection], T], *, attempts: int = 50, deadline: float | None = None) -> T:
+    def write(
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        attempts: int = 50,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> T:
         """Run ``fn(conn)`` in one write transaction; retry while the database is busy or the connection was lost
-        (at most ``attempts`` times, not past ``deadline``, a :func:`time.monotonic` value)."""
+        (at most ``attempts`` times, not past ``deadline``, a :func:`time.monotonic` value, and not once ``stop()``
+        is true: a closing writer gives up a write that is still retrying)."""
         ...
 
     def iterate(self, sql: str, params: Sequence[Any] = (), *, size: int = 1000) -> Iterator[tuple[Any, ...]]:

@@ -113,5 +113,8 @@ class Reader:
         with self.reading():
             state = self._state
             if state.pending is None:
-                state.pending = bool(self._all(f"SELECT id FROM {CALLS} WHERE id > ? LIMIT 1", [self.cursor()]))
+                # ORDER BY: PostgreSQL's generic plan for "id > $1 LIMIT 1" is a sequential scan (it expects a third
+                # of the rows to match), which reads the whole table when none does: ~150 ms a read at 1M rows
+                sql = f"SELECT id FROM {CALLS} WHERE id > ? ORDER BY id LIMIT 1"
+                state.pending = bool(self._all(sql, [self.cursor()]))
             return state.pending

@@ -4,43 +4,11 @@ keep working."""
 
 from __future__ import annotations
 
-from .fake import (
-    AZURE_CHAT_MODEL,
-    AZURE_EMBEDDING_MODEL,
-    BASE_PROMPT_TOKENS,
-    BIG_BODY_CHARS,
-    CACHED_TOKENS,
-    DEFAULT_CHUNKS,
-    DEFAULT_MODEL,
-    EMBEDDING_DIM,
-    REASONING_TOKENS,
-    REPLY_TEXT,
-    REPLY_WORDS,
-    FakeLLMServer,
-    SimulatedDisconnect,
-    create_app,
-    reply_pieces,
-)
+from . import fake
+from .fake import *  # noqa: F403 - the old module's public names, exactly the package's
 from .fake import main as _main
 
-__all__ = [
-    "AZURE_CHAT_MODEL",
-    "AZURE_EMBEDDING_MODEL",
-    "BASE_PROMPT_TOKENS",
-    "BIG_BODY_CHARS",
-    "CACHED_TOKENS",
-    "DEFAULT_CHUNKS",
-    "DEFAULT_MODEL",
-    "EMBEDDING_DIM",
-    "REASONING_TOKENS",
-    "REPLY_TEXT",
-    "REPLY_WORDS",
-    "FakeLLMServer",
-    "SimulatedDisconnect",
-    "create_app",
-    "main",
-    "reply_pieces",
-]
+__all__ = fake.__all__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from ..store.dbfile import iso
 from ..store.read import Filters
 from .gate import Gate
-from .params import ParamError, parse_choice, parse_id, parse_int, parse_tag, parse_text, parse_time
+from .params import ParamError, parse_dimensions, parse_id, parse_int, parse_tag, parse_text, parse_time
 from .responses import JSONAnswer
 
 if TYPE_CHECKING:
@@ -41,19 +41,7 @@ def _filters(request: Request) -> Filters:
     until = parse_time("until", q.get("until"))
     if since is not None and until is not None and since > until:
         raise ParamError("until", "must not be before since")
-    status = parse_choice("status", q.get("status"), ("ok", "error"))
-    return Filters(
-        since=since,
-        until=until,
-        provider=parse_text("provider", q.get("provider")),
-        model=parse_text("model", q.get("model")),
-        ok=None if status is None else status == "ok",
-        route=parse_text("route", q.get("route")),
-        user=parse_text("user", q.get("user")),
-        instance=parse_text("instance", q.get("instance")),
-        tag=parse_tag(q.get("tag")),
-        q=parse_q(q.get("q")),
-    )
+    return Filters(since=since, until=until, **parse_dimensions(q), q=parse_q(q.get("q")))
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,9 @@ import math
 import re
 import time
 import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from ..store.read.filters import parse_tag as split_tag
 from ..timespec import is_duration, parse_duration
@@ -140,3 +142,18 @@ def parse_tag(value: str | None) -> tuple[str, str] | None:
     check_text("tag", key, max_length=100)
     check_text("tag", tag_value)
     return key, tag_value
+
+
+def parse_dimensions(query: Mapping[str, str]) -> dict[str, Any]:
+    """The filters the pages and the API read alike, as :class:`~llm_monitor_mw.store.read.filters.Filters`
+    fields: ``provider``, ``model``, ``status`` (as ``ok``), ``route``, ``user``, ``instance`` and ``tag``."""
+    status = parse_choice("status", query.get("status"), ("ok", "error"))
+    return {
+        "provider": parse_text("provider", query.get("provider")),
+        "model": parse_text("model", query.get("model")),
+        "ok": None if status is None else status == "ok",
+        "route": parse_text("route", query.get("route")),
+        "user": parse_text("user", query.get("user")),
+        "instance": parse_text("instance", query.get("instance")),
+        "tag": parse_tag(query.get("tag")),
+    }

@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 
 from ...store.read import SORTABLE, Filters
-from ..params import ParamError, check_text, parse_choice, parse_int, parse_tag, parse_text, parse_time
+from ..params import (
+    ParamError,
+    check_text,
+    parse_choice,
+    parse_dimensions,
+    parse_int,
+    parse_text,
+    parse_time,
+)
 
 RANGES: dict[str, int] = {
     "15m": 15 * 60,
@@ -122,8 +130,7 @@ def parse_view(request: Request, *, now: float | None = None) -> View:
         raise ParamError("until" if until is not None else "since", "the range must end after it starts")
     if end - since > 400 * 86400:
         raise ParamError("since", "ranges longer than 400 days are not supported")
-    status = parse_choice("status", q.get("status"), ("ok", "error"))
-    tag = parse_tag(q.get("tag"))
+    dimensions = parse_dimensions(q)
     sort = q.get("sort") or "time"
     if sort not in SORTABLE:
         raise ParamError("sort", f"must be one of {', '.join(SORTABLE)}")
@@ -134,13 +141,7 @@ def parse_view(request: Request, *, now: float | None = None) -> View:
     filters = Filters(
         since=since,
         until=end,
-        provider=parse_text("provider", q.get("provider")),
-        model=parse_text("model", q.get("model")),
-        ok=None if status is None else status == "ok",
-        route=parse_text("route", q.get("route")),
-        user=parse_text("user", q.get("user")),
-        instance=parse_text("instance", q.get("instance")),
-        tag=tag,
+        **dimensions,
         q=parse_text("q", q.get("q"), strip=True),
     )
     return View(

@@ -63,6 +63,24 @@ class CallRecord:
     instance: str | None = None
     """The process that recorded the call (``Monitor(instance=...)``, else host name and process group); the
     writer stamps it. ``None`` on rows written before instances were recorded."""
+    trace_id: str | None = None
+    """The trace the call belongs to: the inbound request's id (``inbound_request_id``) when one is being served,
+    else the id of the outermost ``monitor.trace()`` block around the call; ``None`` outside both."""
+    trace_name: str | None = None
+    """Name of the outermost ``monitor.trace()`` block (``None`` for an inbound request's trace: it is named by its
+    method and route)."""
+    span_name: str | None = None
+    """The names of the ``monitor.trace()`` blocks inside the trace's root that the call was made in, outermost
+    first, joined by ``" / "`` (``None`` when the call was made directly in the root)."""
+    tool_call_count: int | None = None
+    """How many tool (function) calls the model asked for in this response; ``0`` when it asked for none,
+    ``None`` when unknown (no response, an embeddings call, a stream cut before its end)."""
+    tool_names: list[str] | None = None
+    """The names of the tools the model asked to call, in the response's order (a name repeats if it was asked
+    for twice); ``None`` when unknown."""
+    tool_arguments: str | None = None
+    """The tool calls' arguments as a JSON array of ``{"name", "arguments"}`` objects: content, so only recorded
+    with ``capture_content=True`` (and cut at ``content_limit``)."""
     # New stored fields go here, at the end (the table's column order), each added by a new migration.
     trace_context: Any = field(default=None, repr=False, compare=False)
     """Opaque tracing context of the caller when the call started (set by an exporter's gate, e.g. OpenTelemetry's
@@ -90,6 +108,8 @@ class CallRecord:
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord) if f.name != "trace_context")
 
 UNSTORED_FIELDS = frozenset({"trace_context"})
+JSON_FIELDS: tuple[str, ...] = ("tags", "tool_names")
+"""Fields stored as JSON text (a dict or a list on the record; an empty one, or ``None``, is stored as NULL)."""
 """Fields of :class:`CallRecord` that are not columns of ``calls``."""
 
 STORED_PROPERTIES: dict[str, tuple[type, str]] = {"model": (str, "response_model"), "ok": (int, "status_code")}
@@ -98,13 +118,13 @@ field the column follows in the table)."""
 
 
 def _column_type(annotation: Any) -> type:
-    """The stored Python type of a field: ``X | None`` is ``X``; booleans are integers, dicts JSON text."""
+    """The stored Python type of a field: ``X | None`` is ``X``; booleans are integers, dicts and lists JSON text."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     base = typing.get_origin(annotation) or annotation
     if base is bool:
         return int
-    if base is dict:
+    if base in (dict, list):
         return str
     if base not in (int, float, str):
         raise TypeError(f"no column type for {annotation!r}")

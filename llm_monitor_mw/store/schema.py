@@ -33,6 +33,7 @@ V1_COLUMNS: tuple[str, ...] = tuple(CALL_COLUMNS)[: tuple(CALL_COLUMNS).index("r
 """The columns of the first schema."""
 V2_COLUMNS: tuple[str, ...] = ("route", "user", "inbound_method", "inbound_request_id")
 V5_COLUMNS: tuple[str, ...] = ("instance",)
+V7_COLUMNS: tuple[str, ...] = ("trace_id", "trace_name", "span_name", "tool_call_count", "tool_names", "tool_arguments")
 
 SCHEMA_TABLE = "llm_monitor_schema"
 """PostgreSQL: the table holding the schema version."""
@@ -235,8 +236,20 @@ def _v6(dialect: Dialect) -> list[str]:
     return ["ALTER FUNCTION llm_monitor_jsonb(TEXT) PARALLEL UNSAFE"]
 
 
+def _v7(dialect: Dialect) -> list[str]:
+    """Traces and tool calls: the trace each call belongs to (existing rows made while serving an inbound request
+    join that request's trace), the names of the ``monitor.trace()`` blocks it ran in, and the tool calls the
+    model asked for."""
+    steps = [f"ALTER TABLE {CALLS} ADD COLUMN {c} {_sql_type(dialect, CALL_COLUMNS[c])}" for c in V7_COLUMNS]
+    steps += [
+        f"UPDATE {CALLS} SET trace_id = inbound_request_id WHERE inbound_request_id IS NOT NULL",
+        f"CREATE INDEX idx_calls_trace ON {CALLS} (trace_id, started_at) WHERE trace_id IS NOT NULL",
+    ]
+    return steps
+
+
 Step = Callable[[Dialect], list[str]]
-STEPS: tuple[Step, ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
+STEPS: tuple[Step, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
 SCHEMA_VERSION = len(STEPS)
 
 ROLLUP_DDL = rollup_ddl(Dialect())

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..record import CallRecord
+from ..record import JSON_FIELDS, CallRecord
 from .engine.base import Connection, Engine
 from .projections import LIMIT, Progress, Projector, behind, lock_cursor
 from .schema import CALL_COLUMNS, CALLS
@@ -57,12 +57,12 @@ _QUOTED = ", ".join(_QUOTED_COLUMNS)
 _INSERT = f"INSERT INTO {CALLS} ({_QUOTED}) VALUES ({', '.join('?' for _ in _COLUMN_NAMES)})"
 _GET = operator.attrgetter(*_COLUMN_NAMES)
 _BOOLS = tuple(_COLUMN_NAMES.index(c) for c in ("ok", "streamed") if c in _COLUMN_NAMES)
-_TAGS = _COLUMN_NAMES.index("tags")
+_JSON = tuple(_COLUMN_NAMES.index(c) for c in JSON_FIELDS)
 _INSTANCE = _COLUMN_NAMES.index("instance") if "instance" in _COLUMN_NAMES else None
 
 
-_tags_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
-"""``json.dumps(tags, separators=(",", ":"), default=str)`` without building an encoder per row."""
+_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+"""``json.dumps(value, separators=(",", ":"), default=str)`` without building an encoder per row."""
 
 
 def insert_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -82,8 +82,9 @@ def record_row(record: CallRecord, instance: str | None = None) -> tuple[Any, ..
     values = list(_GET(record))
     for i in _BOOLS:
         values[i] = 1 if values[i] else 0
-    tags = values[_TAGS]
-    values[_TAGS] = _tags_json(tags) if tags else None
+    for i in _JSON:
+        value = values[i]
+        values[i] = _json(value) if value else None
     if instance is not None and _INSTANCE is not None:
         values[_INSTANCE] = instance
     return tuple(values)
@@ -133,7 +134,7 @@ def storable_row(record: CallRecord, *, instance: str | None = None, nul: bool =
             value: Any = getattr(record, name)
             if name in ("ok", "streamed"):
                 value = 1 if value else 0
-            elif name == "tags":
+            elif name in JSON_FIELDS:
                 value = json.dumps(value, separators=(",", ":"), default=str) if value else None
             elif name == "instance" and instance is not None:
                 value = instance

@@ -91,15 +91,16 @@ def version(engine) -> int:
 def test_migrate_from_empty(store_target: str) -> None:
     engine = open_engine(store_target)
     engine.ensure()
-    assert version(engine) == SCHEMA_VERSION == 6
+    assert version(engine) == SCHEMA_VERSION == 7
     assert tables(engine) - {SCHEMA_TABLE} == TABLES
     assert columns(engine, "calls") == ["id", *CALL_COLUMNS]
-    assert columns(engine, "calls")[-1] == "instance"
+    assert columns(engine, "calls")[-1] == "tool_arguments"
     assert indexes(engine) == {
         "idx_calls_started_at",
         "idx_calls_provider_model",
         "idx_calls_model",
         "idx_calls_errors",
+        "idx_calls_trace",
         "idx_alert_events_at",
     }
     assert primary_key(engine, "counter_totals") == ["instance", "provider", "model", "status"]

@@ -26,7 +26,7 @@ from llm_monitor_mw.store import projections
 from llm_monitor_mw.store.counters import Counters
 from llm_monitor_mw.store.engine import Engine, open_engine
 from llm_monitor_mw.store.projections import DAY, HOUR, LATENCY_BUCKETS_S, Projector, catch_up, lock_cursor
-from llm_monitor_mw.store.schema import CALL_COLUMNS, MIGRATIONS
+from llm_monitor_mw.store.schema import CALL_COLUMNS, MIGRATIONS, V7_COLUMNS
 from llm_monitor_mw.store.writer import _INSERT, Writer, finite_row, insert_records, record_row
 
 NOW = 1_790_000_000.0
@@ -273,8 +273,9 @@ def _old_database(path: Path, rows: list[CallRecord], counted: int | None) -> No
         step(conn)
     conn.execute("PRAGMA user_version = 4")
     names = list(CALL_COLUMNS)
-    columns = [c for c in names if c != "instance"]
-    values = [tuple(v for c, v in zip(names, finite_row(record_row(r)), strict=True) if c != "instance") for r in rows]
+    later = {"instance", *V7_COLUMNS}  # columns added after version 4
+    columns = [c for c in names if c not in later]
+    values = [tuple(v for c, v in zip(names, finite_row(record_row(r)), strict=True) if c not in later) for r in rows]
     quoted = ", ".join(f'"{c}"' if c == "user" else c for c in columns)
     conn.executemany(f"INSERT INTO calls ({quoted}) VALUES ({', '.join('?' for _ in columns)})", values)
     if counted is not None:  # what the old counters.py did, for rows (0, counted]

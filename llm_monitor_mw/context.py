@@ -1,10 +1,11 @@
 """Context carried from the code that makes a call to the record of that call.
 
-Two context variables, both read once per captured call by the transport:
+Three context variables, each read once per captured call by the transport:
 
 * :data:`current_tags` — set by :func:`tags` (``monitor.tags(...)``);
 * :data:`current_inbound` — the inbound web request being served, an :class:`InboundRequest` set by the
-  attribution middleware (:mod:`llm_monitor_mw.middleware`) for the duration of the request.
+  attribution middleware (:mod:`llm_monitor_mw.middleware`) for the duration of the request;
+* :data:`current_trace` — the innermost :func:`trace` block (``monitor.trace(...)``), a :class:`TraceFrame`.
 
 Built on :mod:`contextvars`, so values follow the code into ``asyncio`` tasks and into
 ``run_in_threadpool``/``asyncio.to_thread`` (both copy the context), and never leak between threads.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -105,6 +107,100 @@ def tags(**values: object) -> Iterator[dict[str, str]]:
         yield merged
     finally:
         current_tags.reset(token)
+
+
+# ---- traces ------------------------------------------------------------------------------------------------
+
+MAX_TRACE_NAME = 200
+"""Longer ``trace()`` names are cut to this many characters."""
+MAX_TRACE_DEPTH = 32
+"""Nested ``trace()`` blocks deeper than this add no more names (the calls keep the outer names)."""
+
+
+class TraceFrame:
+    """The ``trace()`` blocks around the code that is running: the root's id and every block's name.
+
+    Immutable, made once per block on entry; the transport keeps a reference to it per call and the record's
+    ``trace_id``/``trace_name``/``span_name`` are worked out from it on the writer thread.
+    """
+
+    __slots__ = ("names", "trace_id")
+
+    def __init__(self, trace_id: str, names: tuple[str, ...]) -> None:
+        self.trace_id = trace_id
+        """The id of the outermost block (32 hex digits)."""
+        self.names = names
+        """The blocks' names, outermost first."""
+
+    def __repr__(self) -> str:
+        return f"TraceFrame({self.trace_id!r}, {self.names!r})"
+
+
+current_trace: ContextVar[TraceFrame | None] = ContextVar("llm_monitor_mw_trace", default=None)
+
+
+class Trace:
+    """What a ``trace()`` block is, as the calls made inside it will record it (yielded by :func:`trace`).
+
+    Inside an inbound web request the request is the trace: ``trace_id`` is its request id, ``trace_name`` is
+    ``None`` and every block's name is part of ``span_name``.
+    """
+
+    __slots__ = ("name", "span_name", "trace_id", "trace_name")
+
+    def __init__(self, trace_id: str, trace_name: str | None, span_name: str | None, name: str) -> None:
+        self.trace_id = trace_id
+        """The trace's id: the inbound request's id, else the outermost block's (``uuid4().hex``)."""
+        self.trace_name = trace_name
+        """The outermost block's name (``None`` inside an inbound request)."""
+        self.span_name = span_name
+        """The names of the blocks below the trace's root, outermost first, joined by ``" / "``."""
+        self.name = name
+        """This block's own name."""
+
+    def __repr__(self) -> str:
+        return f"Trace({self.trace_id!r}, trace_name={self.trace_name!r}, span_name={self.span_name!r})"
+
+
+def trace_fields(frame: TraceFrame | None, inbound: InboundRequest | None) -> tuple[str | None, str | None, str | None]:
+    """``(trace_id, trace_name, span_name)`` of a call made inside ``frame`` while serving ``inbound``.
+
+    The inbound request wins as the trace (its id, no name: it is named by method and route), and every
+    ``trace()`` block inside it is a span; else the outermost block is the trace and the inner ones are spans.
+    """
+    if inbound is not None:
+        names = frame.names if frame is not None else ()
+        return inbound.request_id, None, " / ".join(names) or None
+    if frame is None:
+        return None, None, None
+    return frame.trace_id, frame.names[0], " / ".join(frame.names[1:]) or None
+
+
+@contextmanager
+def trace(name: object) -> Iterator[Trace]:
+    """Group every LLM call made inside the block into one trace named ``name`` (an agent run, a job, a script).
+
+    Nests: an inner block is a span of the outer one's trace (the calls' ``span_name``). Follows the code into
+    asyncio tasks and thread pools that copy the context (``asyncio.create_task``, ``asyncio.to_thread``,
+    ``contextvars.copy_context().run``), as :func:`tags` does. Inside an inbound web request (attribution
+    middleware) the request is the trace and the block names a span of it. Yields a :class:`Trace`.
+    """
+    text = (name if isinstance(name, str) else str(name)).strip()[:MAX_TRACE_NAME]
+    if not text:
+        raise ValueError("a trace needs a non-empty name")
+    parent = current_trace.get()
+    if parent is None:
+        frame = TraceFrame(uuid.uuid4().hex, (text,))
+    elif len(parent.names) < MAX_TRACE_DEPTH:
+        frame = TraceFrame(parent.trace_id, (*parent.names, text))
+    else:
+        frame = parent
+    token = current_trace.set(frame)
+    try:
+        trace_id, trace_name, span_name = trace_fields(frame, current_inbound.get())
+        yield Trace(trace_id or frame.trace_id, trace_name, span_name, text)
+    finally:
+        current_trace.reset(token)
 
 
 # ---- route templates -----------------------------------------------------------------------------------------

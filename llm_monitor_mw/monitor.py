@@ -13,7 +13,9 @@ from .capture import open_calls
 from .capture.pending import CaptureOptions, PendingCall
 from .capture.providers import Registry
 from .capture.transport import AsyncMonitorTransport, Capturer, MonitorTransport
+from .context import Trace
 from .context import tags as _tags
+from .context import trace as _trace
 from .hooks import Hooks
 from .pricing import Pricer
 from .record import CallRecord
@@ -181,6 +183,14 @@ class Monitor:
         """Tag every call made inside the block (nests; follows asyncio tasks and thread pools)."""
         with _tags(**values) as merged:
             yield merged
+
+    @contextmanager
+    def trace(self, name: str) -> Iterator[Trace]:
+        """Group every call made inside the block into one trace (an agent run, a job); nests as spans; follows
+        asyncio tasks and thread pools. Inside an inbound request the request is the trace and this names a span.
+        Yields a :class:`~llm_monitor_mw.context.Trace` (``trace_id``, ``trace_name``, ``span_name``)."""
+        with _trace(name) as current:
+            yield current
 
     # ---- store ---------------------------------------------------------------------------------------------
 

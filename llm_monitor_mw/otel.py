@@ -15,7 +15,9 @@ OpenTelemetry.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,7 @@ __all__ = [
     "TOKEN_METRIC",
     "TTFC_METRIC",
     "OTelExporter",
+    "output_messages",
     "provider_name",
     "server_port",
 ]
@@ -122,6 +125,35 @@ def server_port(record: CallRecord) -> int | None:
     return None
 
 
+def output_messages(record: CallRecord) -> str | None:
+    """``gen_ai.output.messages`` as JSON text (span attributes cannot be structured), from the captured content.
+
+    One assistant message (the first choice, the one recorded) whose parts follow the conventions' output
+    messages schema: a ``text`` part with the response text, then a ``tool_call`` part per tool call with its
+    ``name`` and ``arguments`` (the JSON value when its text parses, else the text as kept). ``None`` without
+    content capture (the conventions leave content out unless the user opts in).
+    """
+    parts: list[dict[str, Any]] = []
+    if record.response_content:
+        parts.append({"type": "text", "content": record.response_content})
+    if record.tool_arguments:
+        try:
+            calls = json.loads(record.tool_arguments)
+        except ValueError:
+            calls = []
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict):
+                continue
+            arguments = call.get("arguments")
+            if isinstance(arguments, str):
+                with contextlib.suppress(ValueError):  # cut at content_limit: kept as the text it is
+                    arguments = json.loads(arguments)
+            parts.append({"type": "tool_call", "name": str(call.get("name") or "?"), "arguments": arguments})
+    if not parts:
+        return None
+    return json.dumps([{"role": "assistant", "parts": parts}], ensure_ascii=False)
+
+
 def _capture_context(pending: PendingCall) -> None:
     """Gate run on the caller's thread before the request is sent: remember the caller's OpenTelemetry context."""
     pending.trace_context = otel_context.get_current()
@@ -150,6 +182,13 @@ class OTelExporter:
     ``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.response.model``, ``server.address``,
     ``server.port`` (and ``error.type``, ``gen_ai.token.type`` where they apply). Route, user and tags go on spans
     only.
+
+    Spans also carry ``gen_ai.response.finish_reasons`` as the provider said it (``tool_calls``, ``tool_use``…),
+    ``gen_ai.conversation.id`` from the ``session`` tag, and, with ``capture_content=True``,
+    ``gen_ai.output.messages`` (JSON text: the response text and one ``tool_call`` part per tool call). The
+    conventions name no span attribute for the tool names a chat call asked for, nor for our traces: those are
+    ``llm_monitor.tool_call_count``, ``llm_monitor.tool_names``, ``llm_monitor.trace_id``,
+    ``llm_monitor.trace_name`` and ``llm_monitor.span_name``.
     """
 
     def __init__(
@@ -270,6 +309,12 @@ class OTelExporter:
             attributes["gen_ai.response.time_to_first_chunk"] = record.ttft_ms / 1000.0
         if error_type is not None:
             attributes["error.type"] = error_type
+        session = record.tags.get("session")
+        if session:
+            attributes["gen_ai.conversation.id"] = session
+        output = output_messages(record)
+        if output is not None:
+            attributes["gen_ai.output.messages"] = output
         ours = {
             "cost_usd": record.cost_usd,
             "call_id": record.call_id or None,
@@ -279,6 +324,11 @@ class OTelExporter:
             "route": record.route,
             "user": record.user,
             "inbound_request_id": record.inbound_request_id,
+            "trace_id": record.trace_id,
+            "trace_name": record.trace_name,
+            "span_name": record.span_name,
+            "tool_call_count": record.tool_call_count,
+            "tool_names": record.tool_names or None,
             "error": record.error[:_MAX_TEXT] if record.error else None,
         }
         for key, value in ours.items():

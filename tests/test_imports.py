@@ -25,6 +25,7 @@ ALLOWED_MONITOR_IMPORTERS = {
     # The demo is a host app that uses the package as a user would (``Monitor``'s public API only); nothing in the
     # package imports the demo but the CLI's ``demo`` command.
     f"{PACKAGE}.demo",
+    f"{PACKAGE}.demo.main",
 }
 OPTIONAL = {f"{PACKAGE}.otel": "opentelemetry", f"{PACKAGE}.store.engine.postgres": "psycopg"}
 """Modules that need an optional extra, and the distribution that extra brings."""

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from time import perf_counter
 from typing import Any
 
-from ..context import InboundRequest
+from ..context import InboundRequest, TraceFrame, trace_fields
 from ..record import CallRecord
 from .httplibs import header_values
 from .numbers import MAX_WAIT_S, finite, header_count, header_seconds, reject
@@ -25,6 +25,7 @@ from .open_calls import add as _register
 from .open_calls import discard as _forget
 from .providers import Route
 from .providers.base import Parsed, prompt_text
+from .providers.tools import MAX_CALLS, ToolCalls
 from .redaction import scrub
 from .sse import CONTENT_MARK, MAX_EVENT_BYTES, Decoder, StreamDecodeStats, make_decoder, ndjson_events, sse_events
 
@@ -63,6 +64,12 @@ _RECORDED_HEADERS = frozenset(
         b"retry-after-ms",
     }
 )
+
+# Operations whose complete responses tell how many tool calls were asked for (0 for a legacy completion).
+_TOOL_OPERATIONS = frozenset({"chat", "responses", "generate_content", "stream_generate_content", "text_completion"})
+_TOOLS_KEYS = (b'"tools"', b'"functions"')  # where each family's request offers tools (and OpenAI's legacy key)
+_SCRUB_MARGIN = 256  # characters kept past content_limit, so a secret cut in two is still scrubbed
+_TRUNCATED = "…[truncated]"
 
 # End states of a response stream.
 OPEN, COMPLETE, ABANDONED, BROKEN, FAILED = "open", "complete", "abandoned", "broken", "failed"
@@ -133,6 +140,7 @@ class PendingCall:
         sink: Callable[[PendingCall], None],
         max_body: int,
         inbound: InboundRequest | None = None,
+        trace: TraceFrame | None = None,
     ) -> None:
         self.route = route
         self.method = method
@@ -147,6 +155,7 @@ class PendingCall:
         self.sink = sink
         self.max_body = max_body
         self.inbound = inbound
+        self.trace = trace
         _register(self)  # finished at exit if nothing else finishes it (see open_calls)
 
     # ---- caller's path -------------------------------------------------------------------------------------
@@ -350,6 +359,8 @@ class PendingCall:
         else:
             record.streamed = route.family.streams_by_default(route.kind) if req_stream is None else req_stream
         parsed = Parsed()
+        if want_text:
+            parsed.tools = ToolCalls(options.content_limit + _SCRUB_MARGIN)
         notes: list[str] = []
         try:
             self._parse(parsed, want_text, notes)
@@ -357,6 +368,11 @@ class PendingCall:
             notes.append(f"could not parse response: {type(exc).__name__}: {exc}")
             self.problem = "invalid_response"
             logger.warning("llm_monitor_mw: parse error for %s %s: %r", self.host, self.path, exc)
+        try:
+            self._tools(record, parsed, notes, options)
+        except Exception as exc:  # pragma: no cover - defensive: the rest of the record stands
+            record.tool_call_count = record.tool_names = record.tool_arguments = None
+            logger.warning("llm_monitor_mw: tool-call capture failed: %r", exc)
         self._fill(record, parsed, notes)
         if want_text:
             try:
@@ -367,7 +383,8 @@ class PendingCall:
         return record
 
     def _attribute(self, record: CallRecord) -> None:
-        """The inbound request's route, user, method and id (resolved in ``begin``); ``tags(user=...)`` wins."""
+        """The inbound request's route, user, method and id (resolved in ``begin``); ``tags(user=...)`` wins. The
+        trace: the inbound request's, else the outermost ``trace()`` block's."""
         inbound = self.inbound
         if inbound is not None:
             record.route = inbound.route
@@ -377,6 +394,7 @@ class PendingCall:
         tag_user = self.tags.get("user")
         if tag_user:
             record.user = tag_user
+        record.trace_id, record.trace_name, record.span_name = trace_fields(self.trace, inbound)
 
     def _scan_request(self, record: CallRecord) -> bool | None:
         """Requested model and stream flag from a bounded scan of both ends of the request body."""
@@ -505,6 +523,48 @@ class PendingCall:
         record.error_type = error_type
         record.error = scrub(error) if error else None
 
+    def _tools(self, record: CallRecord, parsed: Parsed, notes: list[str], options: CaptureOptions) -> None:
+        """The tool calls asked for: known (``0`` = none) for a complete response, else left ``None``.
+
+        A stream keeps only its first and last bytes: when its middle was dropped, calls named there cannot be
+        seen, so the count stays unknown (with a note) unless nothing could have been missed: the request offered
+        no tools, the stream ended with a complete list of its output (the Responses API), or its finish reason
+        rules tool calls out (Anthropic's ``end_turn``).
+        """
+        tools = parsed.tools
+        if self.route.kind not in _TOOL_OPERATIONS or self.status is None or self.status >= 400 or parsed.error_type:
+            return
+        if not (parsed.completed or tools.final):
+            if tools.count:
+                notes.append(f"tool calls unknown: the response ended early ({tools.count} seen before it did)")
+            return
+        if self.mode != BODY and self.dropped and not tools.final:
+            if not self._offers_tools():
+                record.tool_call_count, record.tool_names = 0, []
+                return
+            if parsed.finish_reason not in self.route.family.NO_TOOL_FINISH:
+                notes.append(
+                    "tool calls unknown: the middle of the stream was not kept (streams keep their first "
+                    f"{HEAD_BYTES // 1024} KiB and last {TAIL_BYTES // 1024} KiB)"
+                )
+                return
+        record.tool_call_count = tools.count
+        record.tool_names = tools.names
+        if tools.count > len(tools.calls):
+            notes.append(f"tool_names lists the first {MAX_CALLS} of {tools.count} tool calls")
+        if options.capture_content and tools.calls:
+            try:
+                record.tool_arguments = _tool_arguments(tools, options)
+            except Exception as exc:
+                logger.warning("llm_monitor_mw: tool-call arguments capture failed (redact hook?): %r", exc)
+
+    def _offers_tools(self) -> bool:
+        """Whether the request may have offered tools: ``True`` unless it is plain JSON without a tools key."""
+        body = self.req_body
+        if not isinstance(body, bytes) or body[:64].lstrip()[:1] != b"{":
+            return True
+        return any(key in body for key in _TOOLS_KEYS)
+
     def _headers(self, record: CallRecord, notes: list[str]) -> None:
         """Request id, rate-limit figures and retry wait from the response headers, each validated."""
         if self.resp_headers is None:
@@ -553,6 +613,20 @@ class PendingCall:
             record.response_content = _clip("".join(parsed.text_parts), limit, redact)
 
 
+def _tool_arguments(tools: ToolCalls, options: CaptureOptions) -> str:
+    """The kept calls as a JSON array of ``{"name", "arguments"}``, the arguments' text cut to ``content_limit``
+    characters in all (scrubbed of secrets and passed through ``redact`` like other content)."""
+    room = options.content_limit
+    entries = []
+    for call in tools.calls:
+        text = _clip(call.arguments, max(0, room), options.redact)
+        if call.cut and not text.endswith(_TRUNCATED):
+            text += _TRUNCATED
+        room -= len(text)
+        entries.append({"name": call.name or "?", "arguments": text})
+    return json.dumps(entries, ensure_ascii=False)
+
+
 def _join_newest(pieces: list[bytes] | deque[bytes]) -> None:
     """Many tiny reads: join the newest small pieces of a window into one (older and large pieces stay)."""
     newest: list[bytes] = []
@@ -571,10 +645,10 @@ def _content_type(headers: Any) -> str:
 
 def _clip(text: str, limit: int, redact: Callable[[str], str] | None) -> str:
     # Scrub only what can be kept (a megabyte prompt costs ~35 ms to scrub); the margin catches a key cut in two.
-    text = scrub(text[: limit + 256])
+    text = scrub(text[: limit + _SCRUB_MARGIN])
     if redact is not None:
         text = redact(text)
-    return text if len(text) <= limit else text[:limit] + "…[truncated]"
+    return text if len(text) <= limit else text[:limit] + _TRUNCATED
 
 
 def _model_name(name: str | None) -> str | None:

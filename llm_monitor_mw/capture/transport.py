@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from time import perf_counter
 from typing import Any
 
-from ..context import current_inbound, current_tags
+from ..context import current_inbound, current_tags, current_trace
 from ..hooks import Hooks
 from .httplibs import (
     ASYNC_STREAM_BASES,
@@ -150,6 +150,7 @@ class Capturer:
                 self.sink,
                 self.max_body_bytes,
                 inbound,
+                current_trace.get(),
             )
         except Exception as exc:
             self.failed(exc)

@@ -24,6 +24,14 @@ Deterministic content: the reply is ``N`` chunks (``x-fake-chunks``, default 5) 
   which the ``openai`` SDK does by default)
 * ``big-body`` answers carry 5 MB of text and ``len(text) // 4`` completion tokens
 
+Tool calls: a request that offers tools (``tools`` in each family's own shape) and whose last turn is the user's
+is answered with one call of the first offered function tool, in the family's real shape (OpenAI chat
+``tool_calls`` with ``finish_reason: "tool_calls"``, Responses ``function_call`` output items, Anthropic
+``tool_use`` blocks with ``stop_reason: "tool_use"``, Gemini ``functionCall`` parts, Ollama ``message.tool_calls``;
+streamed as the services stream them: argument pieces by index, ``response.function_call_arguments.delta``,
+``input_json_delta``). Arguments fill the tool's top-level schema properties with samples (``"Paris"``, ``1``,
+``1.5``, ``true``). A turn that answers a tool (``role: "tool"``, ``tool_result``, ``functionResponse``) gets text.
+
 ``FakeLLMServer.requests_seen`` (the same list as ``app.state.requests_seen``) holds one dict per request:
 ``{"method", "path", "query" (dict of query parameters), "headers" (lower-cased dict), "body" (bytes)}``.
 
@@ -40,7 +48,12 @@ Test-control request headers (any route):
 ``x-fake-chunk-delay: S``   seconds to sleep between streamed events (once before a non-streamed answer)
 ``x-fake-gzip: 1``          gzip the body (streams are compressed incrementally, one sync-flush per event)
 ``x-fake-chunks: N``        number of content chunks
+``x-fake-prompt-tokens: N`` report ``N`` prompt / input tokens (instead of 10 + prompt items)
+``x-fake-completion-tokens: N`` report ``N`` completion / output tokens (instead of one per chunk)
+``x-fake-reasoning-tokens: N`` report ``N`` reasoning / thoughts tokens (at most the completion tokens)
 ``x-fake-error-message: T`` with ``x-fake-status``: ``T`` as the error body's message (latin-1, as headers are)
+``x-fake-tool-calls: N``    answer with ``N`` tool calls (cycling through the offered tools, else ``get_weather``;
+                            at most 10,000); ``0``: never, whatever the request offers
 
 Run standalone with ``python -m llm_monitor_mw.fake [--host HOST] [--port PORT]`` (default 127.0.0.1:8700;
 ``--help`` lists the options; ``python -m llm_monitor_mw.fake_llm`` works too).

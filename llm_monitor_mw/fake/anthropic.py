@@ -7,14 +7,50 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .common import CACHED_TOKENS, JSON, SSE_MEDIA, Ctx, Handler, Reply, StreamPlan, count_items, rid, sse_frame
+from .common import (
+    CACHED_TOKENS,
+    JSON,
+    SSE_MEDIA,
+    Ctx,
+    Handler,
+    Reply,
+    StreamPlan,
+    count_items,
+    last_role,
+    rid,
+    sse_frame,
+    tool_calls,
+)
 
 NAME = "anthropic"
+
+
+def _client_tools(tools: Any) -> list[tuple[str, Any]]:
+    """``(name, input_schema)`` of the tools the caller runs (server tools, e.g. web search, have no schema)."""
+    listed = tools if isinstance(tools, list) else []
+    return [
+        (t["name"], t.get("input_schema"))
+        for t in listed
+        if isinstance(t, dict) and isinstance(t.get("name"), str) and "input_schema" in t
+    ]
+
+
+def _user_turn(messages: Any) -> bool:
+    """The user spoke last, and not only to return tool results."""
+    if last_role(messages) != "user":
+        return False
+    content = messages[-1].get("content")
+    return not (
+        isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    )
 
 
 def messages(ctx: Ctx) -> Reply:
     body = ctx.body
     msg_id = "msg_01" + uuid.uuid4().hex[:22]
+    calls = tool_calls(ctx, _client_tools(body.get("tools")), _user_turn(body.get("messages")), "toolu_01", 22)
+    blocks: list[JSON] = [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in calls]
+    stop_reason = "tool_use" if calls else "end_turn"
     usage: JSON = {
         "input_tokens": ctx.prompt_tokens(count_items(body.get("messages"))),
         "cache_creation_input_tokens": 0,
@@ -27,8 +63,8 @@ def messages(ctx: Ctx) -> Reply:
         "type": "message",
         "role": "assistant",
         "model": ctx.model,
-        "content": [{"type": "text", "text": ctx.text}],
-        "stop_reason": "end_turn",
+        "content": blocks or [{"type": "text", "text": ctx.text}],
+        "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": usage,
     }
@@ -47,15 +83,35 @@ def messages(ctx: Ctx) -> Reply:
 
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     event("head", "message_start", message=start)
-    event("head", "content_block_start", index=0, content_block={"type": "text", "text": ""})
-    event("head", "ping")
-    for piece in ctx.pieces:
-        event("content", "content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
-    event("tail", "content_block_stop", index=0)
+    if calls:
+        # A tool_use block starts with an empty input; the input's JSON text follows in input_json_delta pieces.
+        for index, (call, block) in enumerate(zip(calls, blocks, strict=True)):
+            event(
+                "head" if index == 0 else "content",
+                "content_block_start",
+                index=index,
+                content_block={**block, "input": {}},
+            )
+            if index == 0:
+                event("head", "ping")
+            for piece in ["", *call.argument_pieces()]:
+                event(
+                    "content",
+                    "content_block_delta",
+                    index=index,
+                    delta={"type": "input_json_delta", "partial_json": piece},
+                )
+            event("content" if index < len(calls) - 1 else "tail", "content_block_stop", index=index)
+    else:
+        event("head", "content_block_start", index=0, content_block={"type": "text", "text": ""})
+        event("head", "ping")
+        for piece in ctx.pieces:
+            event("content", "content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+        event("tail", "content_block_stop", index=0)
     event(
         "tail",
         "message_delta",
-        delta={"stop_reason": "end_turn", "stop_sequence": None},
+        delta={"stop_reason": stop_reason, "stop_sequence": None},
         usage={"output_tokens": ctx.completion_tokens},
     )
     event("tail", "message_stop")

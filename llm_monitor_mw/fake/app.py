@@ -99,6 +99,7 @@ class Controls:
     chunks: int = DEFAULT_CHUNKS
     retry_after: float = 0.0
     error_message: str | None = None
+    tool_calls: int | None = None
 
 
 async def _record(request: Request) -> bytes:
@@ -132,6 +133,7 @@ def _controls(request: Request) -> Controls:
         chunks=max(0, int(_header_num(request, "x-fake-chunks", DEFAULT_CHUNKS))),
         retry_after=max(0.0, _header_num(request, "x-fake-retry-after", 0.0)),
         error_message=headers.get("x-fake-error-message"),
+        tool_calls=int(_header_num(request, "x-fake-tool-calls", 0)) if "x-fake-tool-calls" in headers else None,
     )
 
 
@@ -188,6 +190,7 @@ def _endpoint(
             ctx = Ctx(provider, request, body, model, pieces, sum(len(p) for p in pieces) // 4)
         else:
             ctx = Ctx(provider, request, body, model, reply_pieces(controls.chunks), controls.chunks)
+        ctx.forced_tools = controls.tool_calls
         reply = handler(ctx)
 
         if isinstance(reply, dict):

@@ -104,17 +104,27 @@ class Ctx:
     model: str
     pieces: list[str]
     completion_tokens: int
+    forced_tools: int | None = None
+    """``x-fake-tool-calls: N``: answer with ``N`` tool calls (0: never), whatever the request."""
+
+    def __post_init__(self) -> None:
+        fixed = self.request.headers.get("x-fake-completion-tokens", "")
+        if fixed.isdigit():  # long answers in a few chunks (the demo's realistic sizes)
+            self.completion_tokens = int(fixed)
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
 
     def prompt_tokens(self, items: int) -> int:
-        return BASE_PROMPT_TOKENS + items
+        """``x-fake-prompt-tokens`` when the request sets it (the demo's realistic sizes), else 10 + items."""
+        fixed = self.request.headers.get("x-fake-prompt-tokens", "")
+        return int(fixed) if fixed.isdigit() else BASE_PROMPT_TOKENS + items
 
     @property
     def reasoning_tokens(self) -> int:
-        return min(REASONING_TOKENS, self.completion_tokens)
+        fixed = self.request.headers.get("x-fake-reasoning-tokens", "")
+        return min(int(fixed) if fixed.isdigit() else REASONING_TOKENS, self.completion_tokens)
 
 
 @dataclass
@@ -128,6 +138,82 @@ class StreamPlan:
 
     def add(self, kind: str, frame: bytes) -> None:
         self.frames.append((kind, frame))
+
+
+MAX_FAKE_TOOL_CALLS = 10_000
+DEFAULT_TOOL = "get_weather"
+_SAMPLES: dict[str, Any] = {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+
+
+@dataclass
+class FakeToolCall:
+    """One tool call the fake model asks for: an id in the provider's style, the tool's name, sample arguments."""
+
+    id: str
+    name: str
+    arguments: JSON
+
+    @property
+    def arguments_json(self) -> str:
+        return dumps(self.arguments)
+
+    def argument_pieces(self, n: int = 3) -> list[str]:
+        """The arguments' JSON text in ``n`` pieces, as a stream sends it."""
+        text = self.arguments_json
+        size = max(1, -(-len(text) // n))
+        return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def sample_arguments(schema: Any) -> JSON:
+    """Arguments that fit a JSON schema's top-level properties (a default for a tool without a schema)."""
+    if not isinstance(schema, dict):
+        return {"location": "Paris"}
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return {}
+    out: JSON = {}
+    for name, prop in list(properties.items())[:8]:
+        kind = prop.get("type") if isinstance(prop, dict) else None
+        out[str(name)] = _SAMPLES.get(kind.lower() if isinstance(kind, str) else "string", "Paris")
+    return out
+
+
+def tool_calls(
+    ctx: Ctx, declared: list[tuple[str, Any]], user_turn: bool, id_prefix: str, id_len: int = 24
+) -> list[FakeToolCall]:
+    """The tool calls to answer with: one when the request offers tools and its last turn is the user's (the
+    first offered tool), or ``x-fake-tool-calls: N`` of them (cycling through the offered tools, else
+    ``get_weather``); none otherwise. ``declared``: the request's ``(name, parameters schema)`` pairs."""
+    n = ctx.forced_tools
+    if n is None:
+        n = 1 if declared and user_turn else 0
+    n = min(max(0, n), MAX_FAKE_TOOL_CALLS)
+    choices = declared or [(DEFAULT_TOOL, None)]
+    return [
+        FakeToolCall(rid(id_prefix, id_len), name, sample_arguments(schema))
+        for name, schema in (choices[i % len(choices)] for i in range(n))
+    ]
+
+
+def function_tools(tools: Any, nested: bool = True) -> list[tuple[str, Any]]:
+    """``(name, parameters)`` of the function tools in an OpenAI-style ``tools`` list: ``{"type": "function",
+    "function": {...}}`` (chat completions, Ollama) or, ``nested=False``, flat (the Responses API)."""
+    out: list[tuple[str, Any]] = []
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            continue
+        spec = tool.get("function") if nested else tool
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            out.append((spec["name"], spec.get("parameters")))
+    return out
+
+
+def last_role(items: Any) -> str | None:
+    """The ``role`` of the last message of a list (``None`` if there is none)."""
+    if isinstance(items, list) and items and isinstance(items[-1], dict):
+        role = items[-1].get("role")
+        return role if isinstance(role, str) else None
+    return None
 
 
 Reply = JSON | StreamPlan

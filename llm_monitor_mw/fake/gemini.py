@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from .common import CACHED_TOKENS, DEFAULT_MODEL, JSON, Ctx, Reply, StreamPlan, count_items, dumps, sse_frame, vector
+from .common import (
+    CACHED_TOKENS,
+    DEFAULT_MODEL,
+    JSON,
+    Ctx,
+    FakeToolCall,
+    Reply,
+    StreamPlan,
+    count_items,
+    dumps,
+    sse_frame,
+    tool_calls,
+    vector,
+)
 
 NAME = "gemini"
 
@@ -25,8 +39,39 @@ def _usage(ctx: Ctx) -> JSON:
     }
 
 
-def _chunk(ctx: Ctx, response_id: str, text: str, final: bool) -> JSON:
-    candidate: JSON = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+def _declarations(tools: Any) -> list[tuple[str, Any]]:
+    """``(name, parameters)`` of the ``functionDeclarations`` in a request's ``tools``."""
+    out: list[tuple[str, Any]] = []
+    for tool in tools if isinstance(tools, list) else ():
+        decls = (
+            (tool.get("functionDeclarations") or tool.get("function_declarations")) if isinstance(tool, dict) else None
+        )
+        for decl in decls if isinstance(decls, list) else ():
+            if isinstance(decl, dict) and isinstance(decl.get("name"), str):
+                out.append((decl["name"], decl.get("parameters") or decl.get("parametersJsonSchema")))
+    return out
+
+
+def _user_turn(contents: Any) -> bool:
+    """The last content is the user's (the default role), and not only function responses."""
+    if not isinstance(contents, list) or not contents or not isinstance(contents[-1], dict):
+        return False
+    last = contents[-1]
+    parts = last.get("parts")
+    answers = isinstance(parts, list) and any(isinstance(p, dict) and "functionResponse" in p for p in parts)
+    return last.get("role", "user") == "user" and not answers
+
+
+def _calls(ctx: Ctx) -> list[FakeToolCall]:
+    body = ctx.body
+    return tool_calls(ctx, _declarations(body.get("tools")), _user_turn(body.get("contents")), "")
+
+
+def _chunk(ctx: Ctx, response_id: str, text: str, final: bool, calls: list[FakeToolCall] | None = None) -> JSON:
+    parts: list[JSON] = (
+        [{"functionCall": {"name": c.name, "args": c.arguments}} for c in calls] if calls else [{"text": text}]
+    )
+    candidate: JSON = {"content": {"parts": parts, "role": "model"}, "index": 0}
     data: JSON = {"candidates": [candidate]}
     if final:
         candidate["finishReason"] = "STOP"
@@ -42,10 +87,14 @@ def error_payload(status: int, model: str) -> JSON:
 
 def generate(ctx: Ctx, stream: bool, sse: bool) -> Reply:
     response_id = uuid.uuid4().hex[:22]
+    calls = _calls(ctx)
     if not stream:
-        return _chunk(ctx, response_id, ctx.text, final=True)
-    pieces = ctx.pieces or [""]
-    chunks = [_chunk(ctx, response_id, p, final=i == len(pieces) - 1) for i, p in enumerate(pieces)]
+        return _chunk(ctx, response_id, ctx.text, final=True, calls=calls)
+    if calls:  # each function call arrives whole, one per chunk; the last chunk has the finish reason
+        chunks = [_chunk(ctx, response_id, "", final=i == len(calls) - 1, calls=[c]) for i, c in enumerate(calls)]
+    else:
+        pieces = ctx.pieces or [""]
+        chunks = [_chunk(ctx, response_id, p, final=i == len(pieces) - 1) for i, p in enumerate(pieces)]
     error = {"error": error_payload(503, ctx.model)}
     if sse:
         plan = StreamPlan("text/event-stream", error_frame=lambda _pos: sse_frame(error, sep="\r\n\r\n"))

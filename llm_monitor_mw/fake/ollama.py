@@ -12,8 +12,11 @@ from .common import (
     StreamPlan,
     count_items,
     embedding_inputs,
+    function_tools,
+    last_role,
     ndjson_line,
     now_rfc3339,
+    tool_calls,
     vector,
 )
 
@@ -37,6 +40,15 @@ def _stats(ctx: Ctx, prompt: int) -> JSON:
 def generate(ctx: Ctx, chat: bool) -> Reply:
     body = ctx.body
     prompt = ctx.prompt_tokens(count_items(body.get("messages")) if chat else 1)
+    calls = (
+        tool_calls(ctx, function_tools(body.get("tools")), last_role(body.get("messages")) == "user", "call_", 8)
+        if chat
+        else []
+    )
+    # Ollama's tool calls: whole, arguments as an object, each numbered (function.index), in one message.
+    wire_calls = [
+        {"id": c.id, "function": {"index": i, "name": c.name, "arguments": c.arguments}} for i, c in enumerate(calls)
+    ]
 
     def line(text: str) -> JSON:
         data: JSON = {"model": ctx.model, "created_at": now_rfc3339()}
@@ -53,12 +65,22 @@ def generate(ctx: Ctx, chat: bool) -> Reply:
         return data
 
     if body.get("stream", True) is False:
+        if calls:
+            data = final("")
+            data["message"]["tool_calls"] = wire_calls
+            return data
         return final(ctx.text)
     plan = StreamPlan(
         NDJSON_MEDIA,
         error_frame=lambda _pos: ndjson_line({"error": "model runner has unexpectedly stopped"}),
         garbage=(b"{not json\n",),
     )
+    if calls:
+        tool_line = line("")
+        tool_line["message"]["tool_calls"] = wire_calls
+        plan.add("content", ndjson_line({**tool_line, "done": False}))
+        plan.add("tail", ndjson_line(final("")))
+        return plan
     for piece in ctx.pieces:
         plan.add("content", ndjson_line({**line(piece), "done": False}))
     plan.add("tail", ndjson_line(final("")))

@@ -20,8 +20,11 @@ from .common import (
     StreamPlan,
     count_items,
     embedding_inputs,
+    function_tools,
+    last_role,
     rid,
     sse_frame,
+    tool_calls,
     vector,
     vector_b64,
 )
@@ -63,9 +66,18 @@ def chat(ctx: Ctx, azure: bool = False) -> Reply:
         "service_tier": "default",
         "system_fingerprint": "fp_fake0000",
     }
+    # Asked for tools (the request offers some and the user spoke last): the reply is tool calls, no text.
+    calls = tool_calls(ctx, function_tools(body.get("tools")), last_role(body.get("messages")) == "user", "call_")
+    finish = "tool_calls" if calls else "stop"
     if not body.get("stream"):
-        message = {"role": "assistant", "content": ctx.text, "refusal": None, "annotations": []}
-        choice: JSON = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+        message: JSON = {"role": "assistant", "content": ctx.text, "refusal": None, "annotations": []}
+        if calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+                for c in calls
+            ]
+        choice: JSON = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         reply: JSON = {**common, "choices": [choice], "usage": usage}
         if azure:
             filters = {k: {"filtered": False, "severity": "safe"} for k in ("hate", "self_harm", "sexual", "violence")}
@@ -86,10 +98,28 @@ def chat(ctx: Ctx, azure: bool = False) -> Reply:
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
 
     plan = StreamPlan(SSE_MEDIA, error_frame=_error_frame)
-    plan.add("head", chunk(choice_delta({"role": "assistant", "content": "", "refusal": None})))
-    for piece in ctx.pieces:
-        plan.add("content", chunk(choice_delta({"content": piece})))
-    plan.add("tail", chunk(choice_delta({}, "stop")))
+    if calls:
+        # The first delta of each call carries its index, id and name; later ones pieces of its arguments.
+        for index, call in enumerate(calls):
+            start = {
+                "index": index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            first: JSON = {"tool_calls": [start]}
+            if index == 0:
+                first = {"role": "assistant", "content": None, **first, "refusal": None}
+            plan.add("head" if index == 0 else "content", chunk(choice_delta(first)))
+            for piece in call.argument_pieces():
+                plan.add(
+                    "content", chunk(choice_delta({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+                )
+    else:
+        plan.add("head", chunk(choice_delta({"role": "assistant", "content": "", "refusal": None})))
+        for piece in ctx.pieces:
+            plan.add("content", chunk(choice_delta({"content": piece})))
+    plan.add("tail", chunk(choice_delta({}, finish)))
     if with_usage:
         plan.add("tail", chunk([], usage=usage))
     plan.add("tail", b"data: [DONE]\n\n")
@@ -176,6 +206,18 @@ def responses(ctx: Ctx) -> Reply:
     }
     part_done = {"type": "output_text", "annotations": [], "logprobs": [], "text": ctx.text}
     item_done = {"id": msg_id, "type": "message", "status": "completed", "content": [part_done], "role": "assistant"}
+    calls = tool_calls(ctx, function_tools(body.get("tools"), nested=False), _user_turn(body.get("input")), "call_")
+    call_items = [
+        {
+            "id": rid("fc_", 48),
+            "type": "function_call",
+            "status": "completed",
+            "arguments": c.arguments_json,
+            "call_id": c.id,
+            "name": c.name,
+        }
+        for c in calls
+    ]
 
     def response(status: str, output: list[JSON], usage_: JSON | None) -> JSON:
         return {
@@ -201,8 +243,8 @@ def responses(ctx: Ctx) -> Reply:
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
             "text": {"format": {"type": "text"}, "verbosity": "medium"},
-            "tool_choice": "auto",
-            "tools": [],
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
             "top_logprobs": 0,
             "top_p": body.get("top_p", 1.0),
             "truncation": "disabled",
@@ -212,7 +254,7 @@ def responses(ctx: Ctx) -> Reply:
         }
 
     if not body.get("stream"):
-        return response("completed", [item_done], usage)
+        return response("completed", call_items or [item_done], usage)
 
     plan = StreamPlan(SSE_MEDIA)
 
@@ -236,6 +278,17 @@ def responses(ctx: Ctx) -> Reply:
     where = {"item_id": msg_id, "output_index": 0, "content_index": 0}
     event("head", "response.created", response=response("in_progress", [], None))
     event("head", "response.in_progress", response=response("in_progress", [], None))
+    if calls:
+        for index, (call, item) in enumerate(zip(calls, call_items, strict=True)):
+            added = {**item, "status": "in_progress", "arguments": ""}
+            event("content", "response.output_item.added", output_index=index, item=added)
+            at = {"item_id": item["id"], "output_index": index}
+            for piece in call.argument_pieces():
+                event("content", "response.function_call_arguments.delta", **at, delta=piece)
+            event("content", "response.function_call_arguments.done", **at, arguments=item["arguments"])
+            event("content", "response.output_item.done", output_index=index, item=item)
+        event("tail", "response.completed", response=response("completed", call_items, usage))
+        return plan
     event(
         "head",
         "response.output_item.added",
@@ -250,6 +303,16 @@ def responses(ctx: Ctx) -> Reply:
     event("tail", "response.output_item.done", output_index=0, item=item_done)
     event("tail", "response.completed", response=response("completed", [item_done], usage))
     return plan
+
+
+def _user_turn(value: Any) -> bool:
+    """Whether a Responses ``input`` ends with the user's turn (a string is one user message)."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        last = value[-1]
+        return last.get("role") == "user" and last.get("type", "message") == "message"
+    return False
 
 
 _ERRORS: dict[int, tuple[str, str | None, str]] = {

@@ -17,7 +17,7 @@ from ..record import CallRecord
 from .counters import Counters
 from .database import Database
 from .engine import Engine, open_engine
-from .read import Analytics, Queries
+from .read import Analytics, Queries, Traces
 from .retention import Retention
 from .writer import Writer, WriterStats
 
@@ -106,6 +106,8 @@ class Store:
         self.analytics = Analytics(engine)  # type: ignore[arg-type]
         """The dashboard's and the API's reads (one instance, shared by both)."""
         self.queries = Queries(engine)  # type: ignore[arg-type]
+        self.traces = Traces(engine)  # type: ignore[arg-type]
+        """Traces (the calls of one inbound request or ``monitor.trace()`` run) and sessions."""
         self.counters = Counters(engine)  # type: ignore[arg-type]
         self.retention = Retention(engine, retention_days) if retention_days is not None else None  # type: ignore[arg-type]
         self._alerts: AlertStore | None = None

@@ -10,7 +10,8 @@ Stored text is hostile input: a provider's error message, a tag or a model name 
   ``json.dumps(..., allow_nan=False)`` never fails and never writes ``Infinity``. JSON text is not neutralised:
   it is read by programs, which get the stored value exactly.
 
-In both, a non-finite number is written as unknown (an empty CSV cell, a JSON ``null``), as NULL is.
+In both, a non-finite number is written as unknown (an empty CSV cell, a JSON ``null``), as NULL is, and a float
+with all its digits and never in scientific notation (a cost of ``3.6e-06`` dollars is written ``0.0000036``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any, TextIO
 
 _FORMULA = re.compile(
@@ -32,6 +34,12 @@ _FORMULA = re.compile(
 def neutralize(text: str) -> str:
     """``text`` with a leading ``'`` when a spreadsheet would take it for a formula, else unchanged."""
     return "'" + text if _FORMULA.match(text) else text
+
+
+def plain(value: float) -> str:
+    """A finite float positionally with the shortest digits that read back as it: ``3.6e-06`` → ``0.0000036``."""
+    text = format(Decimal(repr(value)), "f")
+    return text if "." in text else text + ".0"
 
 
 def finite(value: Any) -> Any:
@@ -54,8 +62,20 @@ def dumps(value: Any) -> str:
     The characters ``str.splitlines()`` also breaks at (U+0085, U+2028, U+2029) are escaped, so a JSON Lines
     reader splitting lines that way still gets one call per line.
     """
-    text = json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _encode(finite(value))
     return text.translate(_LINE_BREAKS) if not text.isascii() else text
+
+
+def _encode(value: Any) -> str:
+    """Compact JSON as :func:`json.dumps` writes it, but floats positionally (:func:`plain`)."""
+    if isinstance(value, float):
+        return plain(value)
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k), ensure_ascii=False)}:{_encode(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def csv_cell(value: Any) -> Any:
@@ -64,8 +84,8 @@ def csv_cell(value: Any) -> Any:
         return neutralize(value)
     if isinstance(value, dict | list):
         return neutralize(dumps(value)) if value else ""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return plain(value) if math.isfinite(value) else None
     return value
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .engine.base import Connection, Dialect, Engine
-from .schema import CALLS
+from .schema import BACKFILLS, CALLS, ROLLUP_V7_SUMS, TRACE_ATTRIBUTES, TRACE_SUMS, TRACES
 from .schema import COUNTER_TOKEN_COLUMNS as TOKEN_COLUMNS
 from .values import PLAUSIBLE, plausible
 
@@ -90,8 +90,9 @@ CALL_SUMS = (
     "duration_n",
     "ttft_sum",
     "ttft_n",
+    *ROLLUP_V7_SUMS,
 )
-"""The columns of ``rollup_calls_*`` after its key (ts, provider, model)."""
+"""The columns of ``rollup_calls_*`` after its key (ts, provider, model); the last two since migration 7."""
 DIM_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
 """The columns of ``rollup_dims_*`` after its key (ts, dim, value)."""
 FLOAT_SUMS = frozenset({"cost_usd", "duration_sum", "ttft_sum"})
@@ -129,7 +130,114 @@ def call_sum_exprs(d: Dialect) -> tuple[str, ...]:
         f"count({plausible('duration_ms')})",
         d.total(plausible("ttft_ms")),
         f"count({plausible('ttft_ms')})",
+        f"count(CASE WHEN {plausible('tool_call_count')} > 0 THEN 1 END)",
+        f"count(CASE WHEN {UNPRICED} THEN 1 END)",
     )
+
+
+UNPRICED = (
+    f"{plausible('cost_usd')} IS NULL"
+    f" AND ({plausible('input_tokens')} IS NOT NULL OR {plausible('output_tokens')} IS NOT NULL)"
+)
+"""A call with tokens but no cost: the condition behind ``unpriced`` (a price is missing, not a response)."""
+
+
+def trace_exprs(d: Dialect) -> dict[str, str]:
+    """Per column of the trace projection, its aggregate over a trace's raw rows.
+
+    ``calls`` counts first attempts (``attempt`` 1, or unknown): one per logical call, and a sum, so the projection
+    can add batches up (a distinct count could not be). ``ended_at`` is the latest ``started_at + duration``.
+    """
+    attribute = {c: ('"user"' if c == "user" else c) for c in TRACE_ATTRIBUTES}
+    attribute["session"] = d.tag_value("tags", "session")
+    return {
+        "trace_id": "trace_id",
+        "started_at": "min(started_at)",
+        "ended_at": f"max(started_at + coalesce({plausible('duration_ms')}, 0) / 1000.0)",
+        "llm_ms": d.total(plausible("duration_ms")),
+        "duration_n": f"count({plausible('duration_ms')})",
+        "calls": "count(CASE WHEN attempt IS NULL OR attempt <= 1 THEN 1 END)",
+        "attempts": "count(*)",
+        "input_tokens": d.total(plausible("input_tokens")),
+        "output_tokens": d.total(plausible("output_tokens")),
+        "total_tokens": d.total(plausible("total_tokens")),
+        "input_n": f"count({plausible('input_tokens')})",
+        "output_n": f"count({plausible('output_tokens')})",
+        "total_n": f"count({plausible('total_tokens')})",
+        "cost_usd": d.total(plausible("cost_usd")),
+        "cost_n": f"count({plausible('cost_usd')})",
+        "unpriced": f"count(CASE WHEN {UNPRICED} THEN 1 END)",
+        "errors": "count(CASE WHEN ok = 0 THEN 1 END)",
+        "tool_calls": d.total(plausible("tool_call_count")),
+        "tool_n": f"count({plausible('tool_call_count')})",
+        **{c: f"min({d.collate_c(e)})" for c, e in attribute.items()},
+    }
+
+
+TRACE_COLUMNS: tuple[str, ...] = ("trace_id", "started_at", "ended_at", *TRACE_SUMS, *TRACE_ATTRIBUTES)
+"""The columns of the trace projection (but its ``id``), in :func:`trace_exprs` order."""
+
+
+def select_traces(d: Dialect, where: str) -> str:
+    """``SELECT`` :data:`TRACE_COLUMNS` per trace over the rows matching ``where`` (rows of no trace, or with a
+    time stamp no range holds, are left out)."""
+    exprs = trace_exprs(d)
+    cols = ", ".join(f"{exprs[c]} AS {_q(c)}" for c in TRACE_COLUMNS)
+    return f"SELECT {cols} FROM {CALLS} WHERE {where} AND trace_id IS NOT NULL AND {_TIMED} GROUP BY trace_id"
+
+
+def trace_merge(d: Dialect, old: str, new: str, *, outer: bool = False) -> dict[str, str]:
+    """Per column, how two partial rows of one trace (``old`` and ``new``: table aliases) combine. ``outer``:
+    ``old`` may be missing (a ``LEFT JOIN``: all its columns NULL)."""
+    merged = {
+        "started_at": f"coalesce({d.least(f'{old}.started_at', f'{new}.started_at')}, {new}.started_at)",
+        "ended_at": f"coalesce({d.greatest(f'{old}.ended_at', f'{new}.ended_at')}, {new}.ended_at)",
+        **{c: f"{f'coalesce({old}.{c}, 0)' if outer else f'{old}.{c}'} + {new}.{c}" for c in TRACE_SUMS},
+    }
+    for c in TRACE_ATTRIBUTES:
+        a, b = f"{old}.{_q(c)}", f"{new}.{_q(c)}"
+        # SQLite's two-argument min() is NULL when either is; PostgreSQL's least() skips NULLs
+        merged[c] = f"coalesce({d.least(d.collate_c(a), d.collate_c(b))}, {a}, {b})"
+    return merged
+
+
+def _q(column: str) -> str:
+    return '"user"' if column == "user" else column
+
+
+def upsert_traces(d: Dialect, where: str) -> str:
+    """``INSERT`` the traces of the rows matching ``where`` into the projection, adding into existing rows."""
+    columns = ", ".join(_q(c) for c in TRACE_COLUMNS)
+    update = ", ".join(f"{_q(c)} = {e}" for c, e in trace_merge(d, TRACES, "excluded").items())
+    return (
+        f"INSERT INTO {TRACES} ({columns}) SELECT * FROM ({select_traces(d, where)}) AS projected WHERE 1 = 1"
+        f" ON CONFLICT (trace_id) DO UPDATE SET {update}"
+    )
+
+
+def backfill_v7(d: Dialect) -> list[str]:
+    """Migration 7's statements for the rows already projected: their traces into the trace projection, their
+    calls with tokens but no cost into ``rollup_calls_*.unpriced`` (their ``tool_requests`` are 0: no call
+    recorded tool calls before)."""
+    done = f"{CALLS}.id <= (SELECT coalesce(max(last_id), 0) FROM rollup_state WHERE name = '{CURSOR}')"
+    steps = [upsert_traces(d, done)]
+    keys = ("ts", "provider", "model")
+    for grain, step in (("hour", HOUR), ("day", DAY)):
+        table = f"rollup_calls_{grain}"
+        zeros = ", ".join("0" for _ in CALL_SUMS[:-1])
+        steps.append(
+            f"INSERT INTO {table} ({', '.join((*keys, *CALL_SUMS))})"
+            f" SELECT * FROM (SELECT u.ts, u.provider, u.model, {zeros}, u.n FROM"
+            f" (SELECT {d.bucket(f'{CALLS}.started_at', step)} AS ts, provider, coalesce(model, '') AS model,"
+            f" count(*) AS n FROM {CALLS} WHERE {done} AND {_TIMED} AND {UNPRICED} GROUP BY 1, 2, 3) AS u"
+            f" WHERE EXISTS (SELECT 1 FROM {table} AS r WHERE r.ts = u.ts AND r.provider = u.provider"
+            " AND r.model = u.model)) AS projected WHERE 1 = 1"
+            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET unpriced = excluded.unpriced"
+        )
+    return steps
+
+
+BACKFILLS[7] = backfill_v7
 
 
 def dim_sum_exprs(d: Dialect) -> tuple[str, ...]:
@@ -452,6 +560,7 @@ def _roll_up(conn: Connection, d: Dialect, lo: int, hi: int) -> None:
         ("rollup_dims", ("ts", "dim", "value"), DIM_SUMS, select_dims(d, HOUR, _IN_RANGE), len(DIMENSIONS)),
     ):
         _add_hour_and_day(conn, d, table, keys, sums, select, params * n)
+    conn.execute(upsert_traces(d, _IN_RANGE), params)
     known = " OR ".join(f"({latency_known(c)})" for c in HIST_METRICS.values())
     touched = sorted(
         int(r[0])

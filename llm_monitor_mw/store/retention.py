@@ -14,6 +14,9 @@ counts, so ``--dry-run`` says exactly what the real run deletes when nothing els
   has passed, and those calls would never be projected.
 - Roll-up tables (``rollup_*_hour`` / ``rollup_*_day``, with a ``ts`` bucket start): the buckets that end at or
   before ``before``; a bucket straddling it is kept whole. Keys are read outside the write lock, deleted by key.
+- The trace projection (``trace_totals``): the traces that started before ``before`` (as a range reads them:
+  the list of a range never shows one whose first calls are gone). ``Traces.get`` reads a trace from its
+  calls, so one straddling the cutoff shows the calls kept.
 
 Each batch is its own short write transaction (:meth:`Engine.write`), followed by a pause at least as long as the
 batch held the lock; the batch size adapts to keep transactions near :data:`TARGET_LOCK_S`. On SQLite that is
@@ -38,6 +41,7 @@ from typing import Any
 
 from .engine.base import Connection, Engine
 from .projections import projected
+from .schema import TRACES
 
 logger = logging.getLogger("llm_monitor_mw")
 
@@ -89,6 +93,8 @@ class Plan:
     """Calls with ``id <= last_id`` (and ``started_at < before``) go."""
     tables: list[tuple[str, int]] = field(default_factory=list)
     """``(roll-up table, bucket seconds)``; rows with ``ts <= before - seconds`` go."""
+    traces: bool = False
+    """Whether the trace projection exists (migration 7); its traces that started before ``before`` go."""
 
 
 def rollup_tables(engine: Engine, conn: Connection | None = None) -> list[tuple[str, int]]:
@@ -137,7 +143,16 @@ def plan(engine: Engine, before: float) -> Plan:
     conn = engine.connection()
     newest = conn.execute(f"SELECT max(id) FROM {CALLS}").fetchone()[0]
     last_id = 0 if newest is None else min(projected(conn, engine.dialect), int(newest) - 1)
-    return Plan(before=before, last_id=last_id, tables=rollup_tables(engine, conn))
+    return Plan(before=before, last_id=last_id, tables=rollup_tables(engine, conn), traces=has_traces(engine, conn))
+
+
+def has_traces(engine: Engine, conn: Connection | None = None) -> bool:
+    """Whether the trace projection table exists (a database migrated to version 7)."""
+    conn = conn or engine.connection()
+    if engine.name == "postgresql":
+        return bool(conn.execute("SELECT to_regclass(?) IS NOT NULL", (TRACES,)).fetchone()[0])
+    sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return bool(conn.execute(sql, (TRACES,)).fetchone()[0])
 
 
 def count(engine: Engine, p: Plan) -> PruneResult:
@@ -152,6 +167,10 @@ def count(engine: Engine, p: Plan) -> PruneResult:
     for table, grain in p.tables:
         result.rollup_rows += conn.execute(
             f'SELECT count(*) FROM "{table}" WHERE ts <= ?', (p.before - grain,)
+        ).fetchone()[0]
+    if p.traces:
+        result.rollup_rows += conn.execute(
+            f"SELECT count(*) FROM {TRACES} WHERE started_at < ?", (p.before,)
         ).fetchone()[0]
     return result
 
@@ -321,6 +340,9 @@ def prune(
                     break
                 batches.reset()
                 _prune_rollup(engine, conn, batches, table, before - grain)
+            if p.traces and not batches.stopped:
+                batches.reset()
+                _prune_traces(conn, batches, before)
             result.stopped = batches.stopped
         finally:
             batches.close()
@@ -369,12 +391,33 @@ def _prune_rollup(engine: Engine, conn: Connection, batches: _Batches, table: st
         batches.result.rollup_rows += batches.write(lambda c, rows=rows: remove(c, rows))
 
 
+def _prune_traces(conn: Connection, batches: _Batches, before: float) -> None:
+    """Delete the traces that started before ``before``: ids read outside the lock (by the start-time index),
+    deleted by id inside it."""
+    select = f"SELECT id FROM {TRACES} WHERE started_at < ? LIMIT ?"
+
+    def remove(c: Connection, ids: list[int]) -> int:
+        removed = 0
+        for start in range(0, len(ids), KEYS_PER_DELETE):
+            chunk = ids[start : start + KEYS_PER_DELETE]
+            marks = ", ".join("?" for _ in chunk)
+            removed += c.execute(f"DELETE FROM {TRACES} WHERE id IN ({marks})", chunk).rowcount
+        return removed
+
+    while not batches.stopped:
+        ids = [r[0] for r in conn.execute(select, (before, batches.size)).fetchall()]
+        if not ids:
+            return
+        batches.result.rollup_rows += batches.write(lambda c, ids=ids: remove(c, ids))
+
+
 def vacuum(engine: Engine) -> None:
     """Give freed space back. SQLite: rewrite the file (blocks writers while it runs), then truncate the WAL.
     PostgreSQL: plain ``VACUUM`` of the pruned tables (marks space reusable; never blocks writers)."""
     conn = engine.connection()
     if engine.name == "postgresql":
-        for table in (CALLS, *(t for t, _ in rollup_tables(engine, conn))):
+        traces = (TRACES,) if has_traces(engine, conn) else ()
+        for table in (CALLS, *(t for t, _ in rollup_tables(engine, conn)), *traces):
             conn.execute(f'VACUUM "{table}"')
         return
     conn.execute("VACUUM")  # the connection's busy timeout waits for a writer that holds the lock

@@ -236,14 +236,84 @@ def _v6(dialect: Dialect) -> list[str]:
     return ["ALTER FUNCTION llm_monitor_jsonb(TEXT) PARALLEL UNSAFE"]
 
 
+TRACES = "trace_totals"
+"""One row per trace: its totals, kept by the writer's projection pass (migration 7)."""
+TRACE_SUMS: tuple[str, ...] = (
+    "llm_ms",
+    "duration_n",
+    "calls",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "input_n",
+    "output_n",
+    "total_n",
+    "cost_usd",
+    "cost_n",
+    "unpriced",
+    "errors",
+    "tool_calls",
+    "tool_n",
+)
+"""The additive columns of :data:`TRACES` (after ``started_at``/``ended_at``, which merge by min/max)."""
+TRACE_FLOATS = frozenset({"llm_ms", "cost_usd"})
+TRACE_ATTRIBUTES: tuple[str, ...] = ("trace_name", "route", "user", "inbound_method", "instance", "session")
+"""The descriptive columns of :data:`TRACES`: the least (by code point) of the trace's calls' non-NULL values
+(they are the same on every call of a trace but when one trace id spans services or instances)."""
+ROLLUP_V7_SUMS: tuple[str, ...] = ("tool_requests", "unpriced")
+"""Columns migration 7 adds to ``rollup_calls_{hour,day}``: calls that asked for tools, calls with tokens but
+no cost."""
+
+
+def trace_ddl(dialect: Dialect) -> tuple[str, ...]:
+    """The trace projection table and its indexes (by start time, and by route or user then start time)."""
+    i, r = dialect.integer, dialect.real
+    # code-point order on PostgreSQL too, so trace ids and names sort (and tie-break pages) as on SQLite
+    t = f'{dialect.text} COLLATE "C"' if dialect.name == "postgresql" else dialect.text
+    sums = ", ".join(f"{c} {r if c in TRACE_FLOATS else i} NOT NULL" for c in TRACE_SUMS)
+    attributes = ", ".join(f"{_quote(c)} {t}" for c in TRACE_ATTRIBUTES)
+    return (
+        f"""CREATE TABLE {TRACES} (
+        id {dialect.primary_key}, trace_id {t} NOT NULL UNIQUE,
+        started_at {r} NOT NULL, ended_at {r} NOT NULL, {sums}, {attributes})""",
+        f"CREATE INDEX idx_trace_totals_started ON {TRACES} (started_at, trace_id)",
+        f"CREATE INDEX idx_trace_totals_route ON {TRACES} (route, started_at, trace_id) WHERE route IS NOT NULL",
+        f'CREATE INDEX idx_trace_totals_user ON {TRACES} ("user", started_at, trace_id) WHERE "user" IS NOT NULL',
+    )
+
+
+BACKFILLS: dict[int, Callable[[Dialect], list[str]]] = {}
+"""Statements a step runs to bring projections up to date for rows already projected, by step number: registered
+by :mod:`.projections`, where the projection's SQL is defined once (it imports this module, so this one cannot
+import it back). A step whose backfill is missing fails loudly (``KeyError``) rather than skipping it."""
+
+
+def session_index(dialect: Dialect) -> str:
+    """The partial expression index of calls by their ``session`` tag (only tagged calls are in it)."""
+    session = dialect.tag_value("tags", "session")
+    return f"CREATE INDEX idx_calls_session ON {CALLS} (({session}), started_at) WHERE ({session}) IS NOT NULL"
+
+
 def _v7(dialect: Dialect) -> list[str]:
     """Traces and tool calls: the trace each call belongs to (existing rows made while serving an inbound request
     join that request's trace), the names of the ``monitor.trace()`` blocks it ran in, and the tool calls the
-    model asked for."""
+    model asked for. The trace projection (filled here for the calls already projected; the writer keeps it from
+    then on), calls by session tag, and two more roll-up sums (for the rows already rolled up: ``tool_requests``
+    is 0, as no call recorded tool calls before; ``unpriced`` is counted from the calls still stored)."""
     steps = [f"ALTER TABLE {CALLS} ADD COLUMN {c} {_sql_type(dialect, CALL_COLUMNS[c])}" for c in V7_COLUMNS]
+    steps += list(dialect.array_functions)
     steps += [
         f"UPDATE {CALLS} SET trace_id = inbound_request_id WHERE inbound_request_id IS NOT NULL",
         f"CREATE INDEX idx_calls_trace ON {CALLS} (trace_id, started_at) WHERE trace_id IS NOT NULL",
+        session_index(dialect),
+        *trace_ddl(dialect),
+        *(
+            f"ALTER TABLE rollup_calls_{g} ADD COLUMN {c} {dialect.integer} NOT NULL DEFAULT 0"
+            for g in ("hour", "day")
+            for c in ROLLUP_V7_SUMS
+        ),
+        *BACKFILLS[7](dialect),
     ]
     return steps
 

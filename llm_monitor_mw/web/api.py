@@ -1,4 +1,5 @@
-"""The JSON API: ``api/requests``, ``api/requests/{id}``, ``api/summary``, ``api/stats``.
+"""The JSON API: ``api/requests``, ``api/requests/{id}``, ``api/traces``, ``api/traces/{id}``,
+``api/sessions/{id}``, ``api/summary``, ``api/stats``.
 
 Handlers are plain functions: the app runs them behind its :class:`~.gate.Gate`, in threads of its own.
 Every answer is a :class:`~.responses.JSONAnswer`; a bad parameter is ``400 {"error": ..., "parameter": ...}``.
@@ -16,7 +17,18 @@ from starlette.routing import Route
 from ..store.dbfile import iso
 from ..store.read import Filters
 from .gate import Gate
-from .params import ParamError, parse_dimensions, parse_id, parse_int, parse_tag, parse_text, parse_time
+from .pages.traces import SORTS as TRACE_SORTS
+from .pages.traces import parse_key
+from .params import (
+    ParamError,
+    parse_choice,
+    parse_dimensions,
+    parse_id,
+    parse_int,
+    parse_tag,
+    parse_text,
+    parse_time,
+)
 from .responses import JSONAnswer
 
 if TYPE_CHECKING:
@@ -49,6 +61,11 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _trace_item(row: dict[str, Any]) -> dict[str, Any]:
+    """A trace (or session) summary with its times as ISO-8601."""
+    return {**row, "started_at": iso(row.get("started_at")), "ended_at": iso(row.get("ended_at"))}
+
+
 def bad_request(exc: ParamError) -> JSONAnswer:
     """``400`` naming the bad parameter."""
     return JSONAnswer({"error": exc.message, "parameter": exc.parameter}, status_code=400)
@@ -79,6 +96,60 @@ def routes(store: Store, gate: Gate) -> list[Route]:
             return JSONAnswer({"error": f"no request with id {call_pk}"}, status_code=404)
         return JSONAnswer(_item(row))
 
+    def list_traces(request: Request) -> Response:
+        q = request.query_params
+        try:
+            filters = _filters(request)
+            sort = parse_choice("sort", q.get("sort"), TRACE_SORTS) or "time"
+            direction = parse_choice("dir", q.get("dir"), ("asc", "desc")) or "desc"
+            limit = parse_int("limit", q.get("limit"), default=50, minimum=1, maximum=MAX_LIMIT)
+            offset = parse_int("offset", q.get("offset"), default=0, minimum=0, maximum=MAX_OFFSET)
+        except ParamError as exc:
+            return bad_request(exc)
+        items, total = store.traces.list(filters, sort=sort, descending=direction == "desc", limit=limit, offset=offset)
+        return JSONAnswer(
+            {
+                "items": [_trace_item(r) for r in items],
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "sort": sort,
+                "dir": direction,
+            }
+        )
+
+    def get_trace(request: Request) -> Response:
+        try:
+            trace_id = parse_key("trace_id", request.path_params["trace_id"])
+        except ParamError as exc:
+            return bad_request(exc)
+        found = store.traces.get(trace_id)
+        if found is None:
+            return JSONAnswer({"error": f"no trace with id {trace_id!r}"}, status_code=404)
+        return JSONAnswer(
+            {
+                "trace": _trace_item(found["trace"]),
+                "calls": [_item(c) for c in found["calls"]],
+                "truncated": bool(found.get("truncated")),
+            }
+        )
+
+    def get_session(request: Request) -> Response:
+        try:
+            session_id = parse_key("session_id", request.path_params["session_id"])
+        except ParamError as exc:
+            return bad_request(exc)
+        found = store.traces.session(session_id)
+        if found is None:
+            return JSONAnswer({"error": f"no calls tagged session={session_id!r}"}, status_code=404)
+        return JSONAnswer(
+            {
+                "session": _trace_item(found["session"]),
+                "traces": [_trace_item(t) for t in found["traces"]],
+                "calls": [_item(c) for c in found["calls"]],
+            }
+        )
+
     def summary(request: Request) -> Response:
         try:
             filters = _filters(request)
@@ -97,6 +168,9 @@ def routes(store: Store, gate: Gate) -> list[Route]:
     handlers: dict[str, Callable[[Request], Response]] = {
         "/api/requests": list_requests,
         "/api/requests/{id}": get_request,
+        "/api/traces": list_traces,
+        "/api/traces/{trace_id:path}": get_trace,
+        "/api/sessions/{session_id:path}": get_session,
         "/api/summary": summary,
         "/api/stats": stats,
     }

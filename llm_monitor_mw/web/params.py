@@ -146,7 +146,7 @@ def parse_tag(value: str | None) -> tuple[str, str] | None:
 
 def parse_dimensions(query: Mapping[str, str]) -> dict[str, Any]:
     """The filters the pages and the API read alike, as :class:`~llm_monitor_mw.store.read.filters.Filters`
-    fields: ``provider``, ``model``, ``status`` (as ``ok``), ``route``, ``user``, ``instance`` and ``tag``."""
+    fields: ``provider``, ``model``, ``status`` (as ``ok``), ``route``, ``user``, ``instance``, ``tag`` and ``tool``."""
     status = parse_choice("status", query.get("status"), ("ok", "error"))
     return {
         "provider": parse_text("provider", query.get("provider")),
@@ -156,4 +156,5 @@ def parse_dimensions(query: Mapping[str, str]) -> dict[str, Any]:
         "user": parse_text("user", query.get("user")),
         "instance": parse_text("instance", query.get("instance")),
         "tag": parse_tag(query.get("tag")),
+        "tool": parse_text("tool", query.get("tool")),
     }

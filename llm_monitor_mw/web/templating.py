@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .._version import __version__
-from . import charts
+from . import charts, unknown
+from . import format as fm
 from .resources import resource_dir
 from .urls import url_for
 
@@ -23,15 +24,17 @@ def create_environment() -> Environment:
         auto_reload=False,
     )
     env.filters.update(
-        n=charts.fmt_int,
-        compact=charts.fmt_compact,
-        ms=charts.fmt_ms,
-        usd=charts.fmt_usd,
-        pct=charts.fmt_pct,
-        utc=charts.fmt_time,
-        span=charts.fmt_span,
+        n=fm.integer,
+        compact=fm.compact,
+        ms=fm.duration_ms,
+        usd=fm.money,
+        pct=fm.percent,
+        utc=fm.utc,
+        utc_ms=fm.utc_ms,
+        span=fm.span,
         share=charts.share_bar,
     )
+    env.globals.update(cost_reason=unknown.cost_reason, tokens_reason=unknown.tokens_reason)
     return env
 
 

@@ -95,6 +95,7 @@ def test_chat_span(otel: OTel, monitor: Monitor, fake_llm: FakeLLMServer) -> Non
         "llm_monitor.attempt": 1,
         "llm_monitor.endpoint": "/v1/chat/completions",
         "llm_monitor.request_id": row["request_id"],
+        "llm_monitor.tool_call_count": 0,  # a complete answer that asked for no tool
     }
     assert row["cost_usd"] > 0 and row["request_id"]
     assert span.status.status_code is StatusCode.UNSET

@@ -33,6 +33,7 @@ TABLES = {
     "counter_latency",
     "alert_state",
     "alert_events",
+    "trace_totals",
 }
 INSERT = "INSERT INTO calls (started_at, provider, operation, model) VALUES (?, ?, ?, ?)"
 
@@ -101,8 +102,12 @@ def test_migrate_from_empty(store_target: str) -> None:
         "idx_calls_model",
         "idx_calls_errors",
         "idx_calls_trace",
+        "idx_calls_session",
+        "idx_trace_totals_started",
+        "idx_trace_totals_route",
+        "idx_trace_totals_user",
         "idx_alert_events_at",
-    }
+    } | ({"trace_totals_trace_id_key"} if engine.name == "postgresql" else set())
     assert primary_key(engine, "counter_totals") == ["instance", "provider", "model", "status"]
     assert primary_key(engine, "counter_latency") == ["instance", "provider", "model", "metric", "bucket"]
     # the id is assigned by the database and grows; instance is stored; 64-bit integers and doubles survive

@@ -8,6 +8,9 @@ from .base import Parsed, add, as_int, error_from
 
 name = "anthropic"
 
+# With these stop reasons the model asked for no tool (it stops with "tool_use" when it does).
+NO_TOOL_FINISH: frozenset[str] = frozenset({"end_turn", "stop_sequence"})
+
 
 def operation(method: str, path: str) -> str | None:
     """``chat`` for ``POST .../v1/messages`` (not ``count_tokens`` or batches)."""
@@ -56,10 +59,19 @@ def parse_body(op: str, body: Any, parsed: Parsed, want_text: bool) -> None:
         parsed.response_model = body["model"]
     _usage(body.get("usage"), parsed)
     parsed.finish_reason = body.get("stop_reason")
-    if want_text:
-        for block in body.get("content") or ():
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
-                parsed.text_parts.append(block["text"])
+    content = body.get("content")
+    for block in content if isinstance(content, list) else ():
+        if not isinstance(block, dict):
+            continue
+        if want_text and isinstance(block.get("text"), str):
+            parsed.text_parts.append(block["text"])
+        elif block.get("type") == "tool_use":  # server_tool_use blocks are tools the API ran itself
+            parsed.tools.start(block.get("name"), block.get("input"))
+
+
+def _block_key(event: dict[str, Any]) -> tuple[str, int] | None:
+    index = event.get("index")
+    return ("block", index) if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
@@ -83,10 +95,19 @@ def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
             if isinstance(event.get("usage"), dict):
                 parsed.completed = True
     elif kind == "content_block_delta":
-        if want_text:
-            delta = event.get("delta")
-            if isinstance(delta, dict) and isinstance(delta.get("text"), str):
-                parsed.text_parts.append(delta["text"])
+        delta = event.get("delta")
+        if not isinstance(delta, dict):
+            return
+        if want_text and isinstance(delta.get("text"), str):
+            parsed.text_parts.append(delta["text"])
+        elif delta.get("type") == "input_json_delta":
+            parsed.tools.more(_block_key(event), delta.get("partial_json"))
+    elif kind == "content_block_start":
+        block = event.get("content_block")
+        if isinstance(block, dict) and block.get("type") == "tool_use":
+            # Its input starts as {} and arrives in input_json_delta pieces; a non-empty one is kept as it is.
+            key = _block_key(event)
+            parsed.tools.start(block.get("name"), block.get("input") or None, key)
     elif kind == "message_stop":
         parsed.completed = True
     elif kind == "error":

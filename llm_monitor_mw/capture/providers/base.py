@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..numbers import checked_sum, count
+from .tools import ToolCalls
 
 
 @dataclass(slots=True)
@@ -30,12 +31,17 @@ class Parsed:
     """Values that were rejected (``usage.prompt_tokens=1e+30 out of range; stored as NULL``)."""
     text_parts: list[str] = field(default_factory=list)
     """Response text, collected only when content capture is on."""
+    tools: ToolCalls = field(default_factory=ToolCalls)
+    """The tool calls the model asked for (their arguments kept only when given a budget: content capture)."""
 
 
 class Family(Protocol):
     """A provider API family (one wire format): OpenAI, Anthropic, Gemini or Ollama."""
 
     name: str
+    NO_TOOL_FINISH: frozenset[str]
+    """Finish reasons that mean the model asked for no tool call (so a stream whose middle was not kept still
+    tells how many it asked for: those seen in its head and tail)."""
 
     def operation(self, method: str, path: str) -> str | None:
         """The GenAI operation name for this request path, or ``None`` if it is not an LLM call."""

@@ -8,6 +8,9 @@ from .base import Parsed, add, as_int, dig, error_from
 
 name = "gemini"
 
+# Gemini ends with "STOP" whether or not it asked for function calls.
+NO_TOOL_FINISH: frozenset[str] = frozenset()
+
 _METHODS = {
     "generateContent": "generate_content",
     "streamGenerateContent": "stream_generate_content",
@@ -67,10 +70,15 @@ def _read(chunk: dict[str, Any], parsed: Parsed, want_text: bool) -> None:
         if first.get("finishReason"):
             parsed.finish_reason = first["finishReason"]
             parsed.completed = True
-        if want_text:
-            for part in dig(first, "content", "parts") or ():
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    parsed.text_parts.append(part["text"])
+        parts = dig(first, "content", "parts")
+        for part in parts if isinstance(parts, list) else ():
+            if not isinstance(part, dict):
+                continue
+            if want_text and isinstance(part.get("text"), str):
+                parsed.text_parts.append(part["text"])
+            call = part.get("functionCall")
+            if isinstance(call, dict):  # whole in one part, also when streamed
+                parsed.tools.start(call.get("name"), call.get("args"))
 
 
 def parse_body(op: str, body: Any, parsed: Parsed, want_text: bool) -> None:

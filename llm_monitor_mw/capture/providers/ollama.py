@@ -8,6 +8,9 @@ from .base import Parsed, add, as_int, dig, error_from
 
 name = "ollama"
 
+# Ollama ends with "stop" whether or not it asked for tool calls.
+NO_TOOL_FINISH: frozenset[str] = frozenset()
+
 _PATHS = {
     "/api/chat": "chat",
     "/api/generate": "text_completion",
@@ -39,6 +42,11 @@ def _read(obj: dict[str, Any], op: str, parsed: Parsed, want_text: bool) -> None
         text = dig(obj, "message", "content") if op == "chat" else obj.get("response")
         if isinstance(text, str):
             parsed.text_parts.append(text)
+    calls = dig(obj, "message", "tool_calls") if op == "chat" else None
+    for call in calls if isinstance(calls, list) else ():  # each call whole, also when streamed
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            parsed.tools.start(fn.get("name"), fn.get("arguments"))
     if op == "embeddings":
         parsed.saw_usage = True
         parsed.input_tokens = as_int(obj.get("prompt_eval_count"), parsed, "prompt_eval_count")

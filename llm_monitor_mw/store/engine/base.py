@@ -53,6 +53,8 @@ class Dialect:
     """Suffix of ``CREATE TABLE`` for tables keyed by their primary key only (nothing on PostgreSQL)."""
     functions: tuple[str, ...] = ()
     """DDL of the SQL functions the dialect's fragments call (created by migration 5)."""
+    array_functions: tuple[str, ...] = ()
+    """DDL of the functions :meth:`json_array_contains` calls (created by migration 7)."""
 
     def total(self, expr: str) -> str:
         """A sum that never raises and is ``0.0`` over no rows (SQLite's ``total()``)."""
@@ -84,6 +86,26 @@ class Dialect:
         """Case-insensitive ``LIKE`` (SQLite's ``LIKE`` already is, for ASCII)."""
         return f"{expr} LIKE {placeholder} ESCAPE '\\'"
 
+    def json_array_contains(self, column: str, placeholder: str = "?") -> str:
+        """Whether ``column`` (a JSON array as text) holds the string ``placeholder``; false, never an error, for
+        a value that is not a JSON array."""
+        array = f"CASE WHEN json_valid({column}) THEN CASE json_type({column}) WHEN 'array' THEN {column} END END"
+        return f"EXISTS (SELECT 1 FROM json_each({array}) AS je WHERE je.type = 'text' AND je.value = {placeholder})"
+
+    def tag_value(self, column: str, key: str) -> str:
+        """The value (as text) of tag ``key`` (a literal: letters, digits and ``_`` only) in ``column`` (a JSON
+        object as text); NULL when absent or when ``column`` is not a JSON object."""
+        if not key.replace("_", "").isalnum() or not key.isascii():
+            raise ValueError(f"not a plain tag key: {key!r}")
+        return (
+            f"CASE WHEN json_valid({column}) THEN CASE json_type({column}) WHEN 'object' THEN"
+            f" CAST(json_extract({column}, '$.{key}') AS TEXT) END END"
+        )
+
+    def collate_c(self, expr: str) -> str:
+        """``expr`` compared by code point (SQLite's default BINARY collation already is)."""
+        return expr
+
 
 class PostgresDialect(Dialect):
     name = "postgresql"
@@ -99,6 +121,16 @@ class PostgresDialect(Dialect):
            LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $$
            BEGIN
              IF value IS NULL OR left(ltrim(value), 1) <> '{' THEN RETURN NULL; END IF;
+             RETURN CAST(value AS JSONB);
+           EXCEPTION WHEN others THEN RETURN NULL;
+           END $$""",
+    )
+    array_functions = (
+        # as llm_monitor_jsonb, for JSON arrays (tool names); created by migration 7
+        """CREATE OR REPLACE FUNCTION llm_monitor_jsonb_array(value TEXT) RETURNS JSONB
+           LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $$
+           BEGIN
+             IF value IS NULL OR left(ltrim(value), 1) <> '[' THEN RETURN NULL; END IF;
              RETURN CAST(value AS JSONB);
            EXCEPTION WHEN others THEN RETURN NULL;
            END $$""",
@@ -126,6 +158,17 @@ class PostgresDialect(Dialect):
 
     def ilike(self, expr: str, placeholder: str = "?") -> str:
         return f"{expr} ILIKE {placeholder} ESCAPE '\\'"
+
+    def json_array_contains(self, column: str, placeholder: str = "?") -> str:
+        # containment of a one-string array: matches string elements only, as SQLite's je.type = 'text'
+        return f"llm_monitor_jsonb_array({column}) @> jsonb_build_array(CAST({placeholder} AS TEXT))"
+
+    def tag_value(self, column: str, key: str) -> str:
+        super().tag_value(column, key)  # the same check of the key
+        return f"(llm_monitor_jsonb({column}) ->> '{key}')"
+
+    def collate_c(self, expr: str) -> str:
+        return f'{expr} COLLATE "C"'
 
 
 class Engine(Protocol):

@@ -3,7 +3,8 @@
 * :mod:`.filters` — :class:`Filters`, the one filter shape, and its SQL condition;
 * :mod:`.plan` — which parts of a time range the roll-ups answer;
 * :mod:`.calls` — rows: pages, exports, attempts, latest errors, the API's list/get;
-* :mod:`.metrics` — figures: sums, series, histograms and percentiles, breakdowns.
+* :mod:`.metrics` — figures: sums, series, histograms and percentiles, breakdowns, unpriced models;
+* :mod:`.traces` — traces (the calls of one inbound request or ``monitor.trace()`` run) and sessions.
 
 Reads never write: the roll-ups are kept by the writer, and rows it has not projected yet are read raw.
 """
@@ -14,6 +15,7 @@ from .calls import API_COLUMNS, DETAIL_COLUMNS, SORTABLE, Calls, Queries
 from .filters import Filters, parse_tag
 from .metrics import Metrics, Report
 from .plan import DAY, HOUR, RAW_MAX_SPAN, Segment, bucket_starts, plan
+from .traces import TRACE_SORTS, Traces
 
 __all__ = [
     "API_COLUMNS",
@@ -22,11 +24,13 @@ __all__ = [
     "HOUR",
     "RAW_MAX_SPAN",
     "SORTABLE",
+    "TRACE_SORTS",
     "Analytics",
     "Filters",
     "Queries",
     "Report",
     "Segment",
+    "Traces",
     "bucket_starts",
     "parse_tag",
     "plan",

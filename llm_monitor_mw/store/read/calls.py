@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -54,9 +55,15 @@ API_COLUMNS: tuple[str, ...] = (
     "inbound_method",
     "inbound_request_id",
     *(("instance",) if "instance" in CALL_COLUMNS else ()),
+    "trace_id",
+    "trace_name",
+    "span_name",
+    "tool_call_count",
+    "tool_names",
 )
-"""The columns of a call in the API, the requests page and exports (all but the prompt and response text)."""
-DETAIL_COLUMNS = (*API_COLUMNS, "request_content", "response_content")
+"""The columns of a call in the API, the requests page and exports (all but the prompt and response text, and the
+tool calls' arguments)."""
+DETAIL_COLUMNS = (*API_COLUMNS, "request_content", "response_content", "tool_arguments")
 SORTABLE = {
     "time": "started_at",
     "provider": "provider",
@@ -107,12 +114,28 @@ def order_by(dialect: Dialect, sort: str, descending: bool) -> str:
     return f"{key} {direction} NULLS LAST, started_at DESC, id DESC"
 
 
+def stored_tool_names(text: Any, count: Any) -> list[str] | None:
+    """Stored tool names as a list: ``[]`` when the call asked for no tool (``count`` 0; the writer stores an empty
+    list as NULL), ``None`` when unknown (no count, or a value that is not a JSON array of strings)."""
+    if not text:
+        return [] if count == 0 and count.__class__ is int else None
+    try:
+        names = json.loads(text, parse_constant=lambda _: None)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(names, list):
+        return None
+    return [n for n in names if isinstance(n, str)]
+
+
 def row_dict(columns: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
     """A stored row as the dashboard shows it: a non-finite float (an old or foreign writer's) is unknown (JSON has
     no Infinity), tags a dict, ``ok``/``streamed`` booleans."""
     row = {c: None if v.__class__ is float and v - v != 0.0 else v for c, v in zip(columns, values, strict=True)}
     if "tags" in row:
         row["tags"] = stored_tags(row["tags"])
+    if "tool_names" in row:
+        row["tool_names"] = stored_tool_names(row["tool_names"], row.get("tool_call_count"))
     for flag in ("ok", "streamed"):
         if flag in row:
             row[flag] = bool(row[flag])
@@ -125,6 +148,8 @@ def api_row(columns: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
     row["streamed"] = bool(row["streamed"])
     row["ok"] = bool(row["ok"])
     row["tags"] = stored_tags(row["tags"])
+    if "tool_names" in row:
+        row["tool_names"] = stored_tool_names(row["tool_names"], row.get("tool_call_count"))
     return row
 
 

@@ -50,6 +50,8 @@ class Filters:
     """Case-insensitive text search in the error, error type and model."""
     instance: str | None = None
     """The instance (host name + pid group, or ``Monitor(instance=...)``) that recorded the call."""
+    tool: str | None = None
+    """Calls whose ``tool_names`` (the tools the model asked to call) contain this name."""
     after_id: int | None = None
     """Only rows with ``id`` above this (the read side's rows not yet in the roll-ups)."""
 
@@ -73,6 +75,7 @@ class Filters:
             and self.tag is None
             and not self.q
             and self.instance is None
+            and self.tool is None
             and self.after_id is None
         )
 
@@ -123,6 +126,9 @@ class Filters:
                 " WHERE t.key = ? AND t.value = ?)"
             )
             params.extend(self.tag)
+        if self.tool is not None:
+            clauses.append(f"tool_names IS NOT NULL AND {dialect.json_array_contains('tool_names')}")
+            params.append(self.tool)
         if self.q:
             pattern = escape_like(self.q)
             clauses.append(f"({dialect.ilike('error')} OR {dialect.ilike('error_type')} OR {dialect.ilike('model')})")

@@ -328,6 +328,17 @@ class Metrics(Reader):
         """Sums, derived rates and p50/p95 latency and TTFT over the whole range."""
         return self.report(filters).totals
 
+    @snapshotted
+    def unpriced(self, filters: Filters) -> list[dict[str, Any]]:
+        """Calls with tokens (input or output known) but no cost, per ``provider``/``model`` (``None`` when unknown)
+        as ``calls``, most first: the models a price is missing for (failed calls without tokens are not here)."""
+        rows = [
+            {"provider": r["provider"], "model": r["model"] or None, "calls": r["unpriced"]}
+            for r in self.cube(filters, 0, ("provider", "model"))
+            if r["unpriced"]
+        ]
+        return sorted(rows, key=lambda r: (-r["calls"], r["provider"], r["model"] or ""))
+
     # -- dimensions: route, user, tag, status, error_type --
 
     @snapshotted

@@ -1,4 +1,5 @@
-"""Dashboard pages and their htmx partials: overview, requests (+ CSV/JSON export), request detail, costs, errors.
+"""Dashboard pages and their htmx partials: overview, requests (+ CSV/JSON export), request detail, traces (+ one
+trace, one session), costs, errors.
 
 Every page is a full HTML page on a direct load. With ``HX-Request`` (and not a history restore) a page URL answers
 with its content partial (tabs, toolbar and regions: what filter forms swap into ``#content``), and each
@@ -7,8 +8,8 @@ All of these responses carry ``Vary: HX-Request``. Handlers are plain functions:
 reads) behind its :class:`~.gate.Gate`, in threads of its own, never in the pool the host app uses.
 
 One module per page, each with its view-model: :mod:`.overview`, :mod:`.requests` (and its exports),
-:mod:`.detail`, :mod:`.costs`, :mod:`.errors`; :mod:`.view` parses the query string, :mod:`.base` holds what they
-share (one ``Analytics``, the store's, which the API uses too).
+:mod:`.detail`, :mod:`.traces`, :mod:`.costs`, :mod:`.errors`; :mod:`.view` parses the query string, :mod:`.base`
+holds what they share (one ``Analytics``, the store's, which the API uses too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from jinja2 import Environment
 from starlette.routing import BaseRoute, Route
 
 from ..gate import Gate
-from . import costs, detail, errors, overview, requests
+from . import costs, detail, errors, overview, requests, traces
 from .base import (
     PAGE_PATHS,
     REFRESH_TRIGGER,
@@ -86,6 +87,7 @@ def routes(store: Store, env: Environment, gate: Gate) -> list[BaseRoute]:
     handlers: dict[str, Handler] = {}
     for page in PAGES:
         handlers.update(page.handlers(dash))
+    handlers.update(traces.handlers(dash, store))
     return [
         Route(path, gate.endpoint(handler, "json" if path.endswith(".json") else "html"), methods=["GET"])
         for path, handler in handlers.items()

@@ -3,6 +3,7 @@ rendering, and the page/region plumbing (:class:`Dashboard`)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,11 +22,28 @@ from .view import View, parse_view
 
 if TYPE_CHECKING:
     from ...store import Store
+    from ...store.alerts import AlertStore
     from ...store.read import Analytics, Report
+
+logger = logging.getLogger("llm_monitor_mw")
 
 REFRESH_TRIGGER = "every 10s, refresh-now"
 """``hx-trigger`` of auto-refreshed regions (``static/app.js`` pauses them and fires ``refresh-now`` on resume)."""
-PAGE_PATHS = {"overview": "", "requests": "requests", "costs": "costs", "errors": "errors"}
+PAGE_PATHS = {"overview": "", "requests": "requests", "traces": "traces", "costs": "costs", "errors": "errors"}
+
+
+def firing_alerts(alerts: AlertStore) -> dict[str, int] | None:
+    """What the top bar's Alerts badge shows: ``{"count": …, "unacknowledged": …}`` of the alerts firing and the
+    budgets in warning or exceeded (every process's, from ``alert_state``); ``None`` when the state cannot be read
+    (the badge is a hint: a database error must not fail the page it sits on)."""
+    from ...store.alerts import ACTIVE_STATES
+
+    try:
+        rows = [row for row in alerts.states() if row.state in ACTIVE_STATES]
+    except alerts.engine.errors as exc:
+        logger.debug("llm_monitor_mw: the alerts badge could not read the alert state: %r", exc)
+        return None
+    return {"count": len(rows), "unacknowledged": sum(1 for row in rows if row.acked_at is None)}
 
 
 class TTLCache:
@@ -97,6 +115,11 @@ class Data:
         key = ("facets", cache_key(self.view)[0])
         return self.cache.get(key, lambda: self.analytics.facets(self.view.filters))
 
+    @cached_property
+    def unpriced(self) -> list[dict[str, Any]]:
+        """Calls with tokens but no price in the range, by model (``provider``, ``model``, ``calls``), most first."""
+        return self.analytics.unpriced(self.view.filters)
+
     def dim(self, dim: str, order: str, limit: int, *, errors_only: bool = False) -> list[dict[str, Any]]:
         return self.analytics.by_dim(self.view.filters, dim, order=order, limit=limit, errors_only=errors_only)
 
@@ -125,13 +148,18 @@ class Dashboard:
     environment and a :class:`TTLCache`."""
 
     def __init__(self, store: Store, env: Environment) -> None:
+        self.store = store
         self.analytics = store.analytics
         self.queries = store.queries
         self.env = env
         self.cache = TTLCache()
 
+    def firing(self) -> dict[str, int] | None:
+        """The Alerts badge's counts (see :func:`firing_alerts`); templates call it only where the badge shows."""
+        return firing_alerts(self.store.alerts)
+
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-        return render_page(self.env, request, template, status_code, **context)
+        return render_page(self.env, request, template, status_code, firing=self.firing, **context)
 
     def bad_request(self, request: Request, exc: ParamError) -> Response:
         return self.render(

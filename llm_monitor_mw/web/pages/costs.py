@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import charts
+from .. import format as fm
 from .base import Dashboard, Data, Handler
-from .widgets import Chart, Kpi, change, with_share
+from .view import STEP_NAMES, chart_series
+from .widgets import Chart, Kpi, change, unpriced_calls, unpriced_models, with_share
 
 
 def months(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -25,45 +27,92 @@ def months(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(months.values())
 
 
+def per_day(cost: float, span: float) -> Kpi:
+    """Spend per day: under a day, a projection at the range's rate (labelled so, with its sum); from a day on,
+    the average over the range's days."""
+    days = span / 86400
+    if days < 1:
+        return Kpi(
+            "Projected per day",
+            fm.money(cost / days),
+            None,
+            None,
+            f"{fm.money(cost)} in {fm.span(span)}, scaled to 24 hours",
+        )
+    return Kpi("Average per day", fm.money(cost / days), None, None, f"over {fm.span(span)}")
+
+
+def cost_kpis(cur: dict[str, Any], prev: dict[str, Any], span: float) -> list[Kpi]:
+    """Spend, spend per day, per 1k priced requests and the cached share of input (``—`` when nothing is priced)."""
+    priced = cur.get("cost_n", 0) or 0
+    cost = cur["cost_usd"]
+    if not priced or cost is None:
+        reason = "no priced calls in the range"
+        return [
+            Kpi("Spend", "—", None, None, reason),
+            Kpi("Per day", "—", None, None, reason),
+            Kpi("Per 1k requests", "—", None, None, reason),
+            cached_kpi(cur),
+        ]
+    return [
+        Kpi("Spend", fm.money(cost), change(cost, prev["cost_usd"]), "up"),
+        per_day(cost, span),
+        Kpi(
+            "Per 1k requests",
+            fm.money(cost / priced * 1000),
+            None,
+            None,
+            "priced calls" if priced == cur["requests"] else f"over the {fm.integer(priced)} priced calls",
+        ),
+        cached_kpi(cur),
+    ]
+
+
+def cached_kpi(cur: dict[str, Any]) -> Kpi:
+    return Kpi(
+        "Cached input",
+        fm.percent(cur["cached_share"]),
+        None,
+        None,
+        f"{fm.compact(cur['cached_tokens'])} of {fm.compact(cur['input_tokens'])} tokens",
+    )
+
+
+def spend_charts(data: Data) -> list[Chart]:
+    """Spend per bucket (bars: an empty bucket is $0) and the running total, from the first call on when the
+    range has little data (see :func:`~.view.chart_series`)."""
+    view = data.view
+    series, step, note = chart_series(data)
+    times = [p["ts"] for p in series]
+    spend = [charts.Series("cost", [p["cost_usd"] for p in series], "s4")]
+    total = list(itertools.accumulate(p["cost_usd"] or 0 for p in series))
+    running = [charts.Series("running total", total, "s1")]
+    over = f"{fm.money(data.totals['cost_usd'])} over the {fm.span(view.span)}"
+    return [
+        Chart(
+            f"Spend per {STEP_NAMES[step]}",
+            charts.time_chart(times, spend, step=step, label="Spend", fmt=fm.money, kind="bars"),
+            charts.legend(spend),
+            note,
+        ),
+        Chart(
+            "Cumulative spend",
+            charts.time_chart(times, running, step=step, label="Cumulative spend", fmt=fm.money),
+            charts.legend(running),
+            " · ".join(t for t in (over, note) if t),
+        ),
+    ]
+
+
 def body_region(data: Data) -> dict[str, Any]:
     view = data.view
     cur, prev, series = data.totals, data.previous, data.report.series
-    times = [p["ts"] for p in series]
-    spend = [charts.Series("cost", [p["cost_usd"] for p in series], "s4")]
-    running = [charts.Series("running total", list(itertools.accumulate(p["cost_usd"] for p in series)), "s1")]
-    days = max(view.span / 86400, 1 / 24)
     return {
         "totals": cur,
-        "kpis": [
-            Kpi("Spend", charts.fmt_usd(cur["cost_usd"]), change(cur["cost_usd"], prev["cost_usd"]), "up"),
-            Kpi("Per day", charts.fmt_usd(cur["cost_usd"] / days), None, None, "average over the range"),
-            Kpi(
-                "Per 1k requests",
-                charts.fmt_usd(cur["cost_usd"] / cur["requests"] * 1000) if cur["requests"] else "—",
-                None,
-                None,
-            ),
-            Kpi(
-                "Cached input",
-                charts.fmt_pct(cur["cached_share"]),
-                None,
-                None,
-                f"{charts.fmt_compact(cur['cached_tokens'])} of {charts.fmt_compact(cur['input_tokens'])} tokens",
-            ),
-        ],
-        "spend_charts": [
-            Chart(
-                f"Spend per {view.step_name}",
-                charts.time_chart(times, spend, step=view.step, label="Spend", fmt=charts.fmt_usd, kind="bars"),
-                charts.legend(spend),
-            ),
-            Chart(
-                "Cumulative spend",
-                charts.time_chart(times, running, step=view.step, label="Cumulative spend", fmt=charts.fmt_usd),
-                charts.legend(running),
-                f"{charts.fmt_usd(cur['cost_usd'])} over the {charts.fmt_span(view.span)}",
-            ),
-        ],
+        "kpis": cost_kpis(cur, prev, view.span),
+        "unpriced_calls": unpriced_calls(data.unpriced),
+        "unpriced_models": unpriced_models(data.unpriced, 5),
+        "spend_charts": spend_charts(data),
         "months": months(series) if view.span > 31 * 86400 else [],
         "by_model": with_share(sorted(data.report.by_model, key=lambda r: -r["cost_usd"]), "cost_usd"),
         "cost_dims": [

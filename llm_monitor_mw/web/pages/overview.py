@@ -7,56 +7,72 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import charts
+from .. import format as fm
 from .base import Dashboard, Data, Handler, Region
-from .view import STEP_NAMES
-from .widgets import Chart, Kpi, change, pct_axis, with_share
+from .view import STEP_NAMES, chart_series
+from .widgets import Chart, Kpi, change, unpriced_calls, unpriced_models, with_share
 
 
-def kpis(cur: dict[str, Any], prev: dict[str, Any]) -> list[Kpi]:
-    unknown = cur["cost_unknown"]
+def kpis(cur: dict[str, Any], prev: dict[str, Any], unpriced: list[dict[str, Any]] | None = None) -> list[Kpi]:
+    """The eight KPI cards; ``unpriced`` (calls with tokens but no price, by model) names what the cost leaves out."""
+    unpriced = unpriced or []
+    requests = cur["requests"]
+    tools = cur.get("tool_requests")  # None: this store does not know which calls asked for tools
+    usage = requests == 0 or bool(cur.get("tokens_n", 1))
+    priced = requests == 0 or bool(cur.get("cost_n", 1))
+    missing = unpriced_calls(unpriced)
     return [
-        Kpi("Requests", charts.fmt_int(cur["requests"]), change(cur["requests"], prev["requests"]), None),
+        Kpi(
+            "Requests",
+            fm.integer(requests),
+            change(requests, prev["requests"]),
+            None,
+            "" if tools is None else f"{fm.integer(tools)} asked for tools",
+        ),
         Kpi(
             "Error rate",
-            charts.fmt_pct(cur["error_rate"], 2),
+            fm.percent(cur["error_rate"], 2),
             change(cur["error_rate"], prev["error_rate"]),
             "up",
-            f"{charts.fmt_int(cur['errors'])} errors",
+            f"{fm.integer(cur['errors'])} errors",
         ),
         Kpi(
             "Input tokens",
-            charts.fmt_compact(cur["input_tokens"]),
-            change(cur["input_tokens"], prev["input_tokens"]),
+            fm.compact(cur["input_tokens"]) if usage else "—",
+            change(cur["input_tokens"], prev["input_tokens"]) if usage else None,
             None,
+            "" if usage else "no call reported usage",
         ),
         Kpi(
             "Output tokens",
-            charts.fmt_compact(cur["output_tokens"]),
-            change(cur["output_tokens"], prev["output_tokens"]),
+            fm.compact(cur["output_tokens"]) if usage else "—",
+            change(cur["output_tokens"], prev["output_tokens"]) if usage else None,
             None,
+            "" if usage else "no call reported usage",
         ),
         Kpi(
             "Cost",
-            charts.fmt_usd(cur["cost_usd"]),
-            change(cur["cost_usd"], prev["cost_usd"]),
+            fm.money(cur["cost_usd"]) if priced else "—",
+            change(cur["cost_usd"], prev["cost_usd"]) if priced else None,
             "up",
-            f"{charts.fmt_int(unknown)} calls unpriced" if unknown else "",
+            (f"+ {fm.integer(missing)} unpriced: {unpriced_models(unpriced, 2)}" if missing else "")
+            or ("" if priced else "no priced calls"),
         ),
         Kpi(
             "Latency p50",
-            charts.fmt_ms(cur["latency_p50_ms"]),
+            fm.duration_ms(cur["latency_p50_ms"]),
             change(cur["latency_p50_ms"], prev["latency_p50_ms"]),
             "up",
         ),
         Kpi(
             "Latency p95",
-            charts.fmt_ms(cur["latency_p95_ms"]),
+            fm.duration_ms(cur["latency_p95_ms"]),
             change(cur["latency_p95_ms"], prev["latency_p95_ms"]),
             "up",
         ),
         Kpi(
             "TTFT p50",
-            charts.fmt_ms(cur["ttft_p50_ms"]),
+            fm.duration_ms(cur["ttft_p50_ms"]),
             change(cur["ttft_p50_ms"], prev["ttft_p50_ms"]),
             "up",
             "streamed calls",
@@ -64,7 +80,10 @@ def kpis(cur: dict[str, Any], prev: dict[str, Any]) -> list[Kpi]:
     ]
 
 
-def series_charts(series: list[dict[str, Any]], step: int) -> list[Chart]:
+def series_charts(series: list[dict[str, Any]], step: int, note: str = "") -> list[Chart]:
+    """The overview's six time charts of ``series`` (buckets of ``step`` seconds); ``note`` is added to each
+    (e.g. where a cropped chart starts). Counts and cost are bars (an empty bucket is a zero), rates and
+    percentiles lines (an empty bucket is a gap: nothing was measured)."""
     times = [p["ts"] for p in series]
     col = {k: [p[k] for p in series] for k in ("requests", "errors", "input_tokens", "output_tokens", "cost_usd")}
     ok = [r - e for r, e in zip(col["requests"], col["errors"], strict=True)]
@@ -82,44 +101,29 @@ def series_charts(series: list[dict[str, Any]], step: int) -> list[Chart]:
     cost = [charts.Series("cost", col["cost_usd"], "s4")]
     err = [charts.Series("error rate", rate, "err")]
     per = STEP_NAMES[step]
+
+    def chart(title: str, data: list[charts.Series], estimate: str = "", **kw: Any) -> Chart:
+        svg = charts.time_chart(times, data, step=step, label=title, **kw)
+        return Chart(title, svg, charts.legend(data), " · ".join(t for t in (estimate, note) if t))
+
+    histograms = "estimated from log histograms, ±5 %"
     return [
-        Chart(
-            f"Requests per {per}",
-            charts.time_chart(times, requests, step=step, label="Requests", kind="stacked"),
-            charts.legend(requests),
-        ),
-        Chart(
-            "Error rate",
-            charts.time_chart(times, err, step=step, label="Error rate", fmt=pct_axis),
-            charts.legend(err),
-        ),
-        Chart(f"Tokens per {per}", charts.time_chart(times, tokens, step=step, label="Tokens"), charts.legend(tokens)),
-        Chart(
-            f"Cost per {per}",
-            charts.time_chart(times, cost, step=step, label="Cost", fmt=charts.fmt_usd, kind="bars"),
-            charts.legend(cost),
-        ),
-        Chart(
-            "Latency",
-            charts.time_chart(times, latency, step=step, label="Latency", fmt=charts.fmt_ms),
-            charts.legend(latency),
-            "estimated from log histograms, ±5%",
-        ),
-        Chart(
-            "Time to first token",
-            charts.time_chart(times, ttft, step=step, label="Time to first token", fmt=charts.fmt_ms),
-            charts.legend(ttft),
-            "streamed calls; estimated from log histograms, ±5%",
-        ),
+        chart(f"Requests per {per}", requests, kind="stacked", integer=True),
+        chart("Error rate", err, fmt=fm.percent),
+        chart(f"Tokens per {per}", tokens, kind="stacked", integer=True),
+        chart(f"Cost per {per}", cost, fmt=fm.money, kind="bars"),
+        chart("Latency", latency, histograms, fmt=fm.duration_ms),
+        chart("Time to first token", ttft, f"streamed calls; {histograms}", fmt=fm.duration_ms),
     ]
 
 
 def kpis_region(data: Data) -> dict[str, Any]:
-    return {"kpis": kpis(data.totals, data.previous), "totals": data.totals}
+    return {"kpis": kpis(data.totals, data.previous, data.unpriced), "totals": data.totals}
 
 
 def charts_region(data: Data) -> dict[str, Any]:
-    return {"charts": series_charts(data.report.series, data.view.step)}
+    series, step, note = chart_series(data)
+    return {"charts": series_charts(series, step, note)}
 
 
 def top_region(data: Data) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import charts
+from .. import format as fm
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,19 @@ class Chart:
 
 
 def pct_axis(value: float) -> str:
-    return charts.fmt_pct(value, 0 if value >= 0.1 or value == 0 else 1)
+    return fm.percent(value, 0 if value >= 0.1 or value == 0 else 1)
+
+
+def unpriced_models(rows: list[dict[str, Any]], limit: int = 3) -> str:
+    """``gpt-x (12), my-model (3) and 2 more``: the models of calls that have tokens but no price, most first."""
+    named = [f"{r['model'] or 'unknown model'} ({fm.integer(r['calls'])})" for r in rows[:limit]]
+    rest = len(rows) - limit
+    return ", ".join(named) + (f" and {rest} more" if rest > 0 else "")
+
+
+def unpriced_calls(rows: list[dict[str, Any]]) -> int:
+    """How many calls have tokens but no price."""
+    return sum(int(r["calls"]) for r in rows)
 
 
 def with_share(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

@@ -1,0 +1,5 @@
+"""``python -m llm_monitor_mw.demo``."""
+
+from . import main
+
+main()

@@ -26,12 +26,24 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from llm_monitor_mw import CallRecord, Monitor
-from llm_monitor_mw.context import MAX_TRACE_DEPTH, MAX_TRACE_NAME, current_trace
+from llm_monitor_mw.context import MAX_TRACE_DEPTH, MAX_TRACE_NAME, current_inbound, current_tags, current_trace
 from llm_monitor_mw.fake_llm import FakeLLMServer
 from llm_monitor_mw.middleware import AttributionMiddleware
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
 HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_context() -> Any:
+    """Each test starts outside any trace, tags or inbound request, whatever ran before it on this thread (a
+    test elsewhere that leaves an inbound request's context set would make every trace here a span of it)."""
+    tokens = [
+        (var, var.set(value)) for var, value in ((current_trace, None), (current_inbound, None), (current_tags, {}))
+    ]
+    yield
+    for var, token in reversed(tokens):
+        var.reset(token)
 
 
 class Recorded:

@@ -6,7 +6,9 @@ prints server-side milliseconds (median of ``--runs``) for:
 
 * the dashboard's queries answered from raw rows ("before") and from the roll-ups ("after"), and the one-off
   projection of the seeded rows (``projections.step`` in 20,000-row transactions, nobody else writing);
-* each page and fragment, through the ASGI app in-process (query + template rendering, no network);
+* each page and fragment, through the ASGI app in-process (query + template rendering, no network): the overview,
+  requests log, request detail, Traces list (by time, cost and duration; by route, user and provider), one trace,
+  one session, costs and errors;
 * the JSON summary API (``api/summary``).
 
 Target: <= 100 ms per page at 1M rows.
@@ -68,12 +70,46 @@ USERS = [f"user-{i:04d}" for i in range(500)]
 FEATURES = ["chat", "search", "summaries", "agent", "support", "classify", "extract", "translate"]
 
 
+RUNS = ["nightly-eval", "support-agent", "ticket-classifier", "backfill", "code-review"]
+TOOL_NAMES = ["search_docs", "lookup_order", "get_weather", "create_ticket", "send_reply"]
+SESSIONS = 20_000
+"""Conversations the chat routes' traces belong to (about five traces each at 1M calls)."""
+
+
+def next_trace(rng: random.Random) -> tuple[int, dict[str, Any]]:
+    """How many calls the next trace has, and what its calls share: 70 % inbound requests (trace id = request
+    id, route, user; the first four routes are chats, each turn in a session), 20 % ``monitor.trace()`` runs, 10 %
+    calls outside any trace."""
+    calls = min(1 + int(rng.expovariate(0.6)), 40)  # 1 to 40 calls, 2.7 on average
+    r = rng.random()
+    if r < 0.7:
+        tid = uuid.UUID(int=rng.getrandbits(128)).hex
+        route = rng.randrange(len(ROUTES))
+        return calls, {
+            "trace_id": tid,
+            "inbound_request_id": tid,
+            "inbound_method": "POST",
+            "route": ROUTES[route],
+            "user": USERS[rng.randrange(len(USERS))] if rng.random() < 0.9 else None,
+            "session": f"chat-{rng.randrange(SESSIONS)}" if route < 4 else None,
+        }
+    if r < 0.9:
+        name = RUNS[rng.randrange(len(RUNS))]
+        return calls, {"trace_id": uuid.UUID(int=rng.getrandbits(128)).hex, "trace_name": name}
+    return 1, {}
+
+
 def rows(n: int, *, now: float, days: float, seed: int = 1) -> Iterator[tuple[Any, ...]]:
-    """``n`` synthetic rows in :data:`CALL_COLUMNS` order, spread evenly over the last ``days``."""
+    """``n`` synthetic rows in :data:`CALL_COLUMNS` order, spread evenly over the last ``days``, grouped in traces
+    of consecutive calls (see :func:`next_trace`); one call in ten asks for tools."""
     rng = random.Random(seed)
     span = days * 86400
     base = dict.fromkeys(CALL_COLUMNS)
+    left, trace = 0, {}
     for i in range(n):
+        if left == 0:
+            left, trace = next_trace(rng)
+        left -= 1
         provider, model, p_in, p_out, median = MODELS[rng.randrange(len(MODELS))]
         r = rng.random()
         status, error_type, error = 200, None, None
@@ -86,6 +122,9 @@ def rows(n: int, *, now: float, days: float, seed: int = 1) -> Iterator[tuple[An
         cached = int(inp * 0.5) if r > 0.8 else 0
         streamed = r > 0.45
         duration = rng.lognormvariate(math.log(median), 0.5)
+        tags = {"feature": FEATURES[rng.randrange(len(FEATURES))]}
+        if trace.get("session"):
+            tags["session"] = trace["session"]
         row = dict(base)
         row.update(
             started_at=now - span + span * (i + rng.random()) / n,
@@ -112,10 +151,19 @@ def rows(n: int, *, now: float, days: float, seed: int = 1) -> Iterator[tuple[An
             duration_ms=duration,
             ttft_ms=duration * 0.3 if streamed and status == 200 else None,
             ttlt_ms=duration * 0.97 if streamed and status == 200 else None,
-            route=ROUTES[rng.randrange(len(ROUTES))],
-            user=USERS[rng.randrange(len(USERS))] if r < 0.9 else None,
-            tags=json.dumps({"feature": FEATURES[rng.randrange(len(FEATURES))]}, separators=(",", ":")),
+            route=trace.get("route"),
+            user=trace.get("user"),
+            inbound_method=trace.get("inbound_method"),
+            inbound_request_id=trace.get("inbound_request_id"),
+            trace_id=trace.get("trace_id"),
+            trace_name=trace.get("trace_name"),
+            tags=json.dumps(tags, separators=(",", ":")),
         )
+        if status == 200 and rng.random() < 0.1:
+            called = rng.sample(TOOL_NAMES, rng.choice((1, 1, 2)))
+            row.update(tool_call_count=len(called), tool_names=json.dumps(called), finish_reason="tool_calls")
+        elif status == 200:
+            row.update(tool_call_count=0)
         yield tuple(row[c] for c in CALL_COLUMNS)
 
 
@@ -187,6 +235,29 @@ def overview_queries(a: analytics.Analytics, span: float, now: float) -> Callabl
         a.facets(f)
 
     return run
+
+
+def trace_pages(client: TestClient) -> list[tuple[str, str, dict[str, str]]]:
+    """The Traces list (as the page's sort links and filters ask for it), one trace and one session."""
+    listing = json.loads(client.get("/m/api/traces", params={"since": "30d", "sort": "calls", "limit": 1}).text)
+    big = listing["items"][0]  # the trace with the most calls
+    chat = json.loads(client.get("/m/api/traces", params={"since": "30d", "route": ROUTES[0], "limit": 1}).text)
+    session = chat["items"][0]["session"]
+    return [
+        ("traces 24h (default)", "/m/traces", {}),
+        ("traces 30d", "/m/traces", {"range": "30d"}),
+        ("traces 24h sorted by cost", "/m/traces", {"sort": "cost"}),
+        ("traces 30d sorted by cost", "/m/traces", {"range": "30d", "sort": "cost"}),
+        ("traces 30d sorted by duration", "/m/traces", {"range": "30d", "sort": "duration"}),
+        ("traces 30d route filter", "/m/traces", {"range": "30d", "route": ROUTES[7]}),
+        ("traces 30d user filter", "/m/traces", {"range": "30d", "user": "user-0042"}),
+        ("traces 30d provider filter (per call)", "/m/traces", {"range": "30d", "provider": "anthropic"}),
+        ("api/traces 30d sorted by cost", "/m/api/traces", {"since": "30d", "sort": "cost"}),
+        (f"trace view ({big['calls']} calls)", f"/m/traces/{big['trace_id']}", {}),
+        ("api/traces/{id}", f"/m/api/traces/{big['trace_id']}", {}),
+        ("session view", f"/m/sessions/{session}", {}),
+        ("api/sessions/{id}", f"/m/api/sessions/{session}", {}),
+    ]
 
 
 def main() -> None:
@@ -269,6 +340,7 @@ def run(url: str, engine: str, args: argparse.Namespace) -> None:
             ("requests 24h sorted by cost", "/m/requests", {"sort": "cost"}),
             ("requests 30d sorted by cost", "/m/requests", {"range": "30d", "sort": "cost"}),
             ("request detail (+ attempts by call_id)", f"/m/requests/{some_id}", {}),
+            *trace_pages(client),
             ("costs 30d", "/m/costs", {"range": "30d"}),
             ("costs 90d", "/m/costs", {"range": "90d"}),
             ("errors 24h", "/m/errors", {}),

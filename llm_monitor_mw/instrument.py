@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from .capture.aiohttp_mark import MarkedAsyncTransport
 from .capture.httplibs import LIBRARIES
 from .capture.transport import AsyncMonitorTransport, MonitorTransport
 
@@ -29,7 +30,8 @@ def instrument(make_sync: Callable[[Any], Any], make_async: Callable[[Any], Any]
         return t if isinstance(t, MonitorTransport) else make_sync(t)
 
     def wrap_async(t: Any) -> Any:
-        return t if isinstance(t, AsyncMonitorTransport) else make_async(t)
+        # The mark tells an instrumented aiohttp layer below (litellm's aiohttp transport) not to record it again.
+        return t if isinstance(t, AsyncMonitorTransport) else make_async(MarkedAsyncTransport(t))
 
     for lib in LIBRARIES:
         for cls, wrap in ((lib.Client, wrap_sync), (lib.AsyncClient, wrap_async)):

@@ -20,9 +20,11 @@ from .hooks import Hooks
 from .pricing import Pricer
 from .record import CallRecord
 from .store import Store, check_instance, open_engine
+from .store.secrets import KeySecret
 from .store.writer import before_exit_flush
 from .web.auth import Auth
 from .web.cardinality import check_limit
+from .web.keys import check_key_names
 
 if TYPE_CHECKING:
     from .alerts import AlertManager
@@ -56,6 +58,9 @@ class Monitor:
             usage chunk, which the OpenAI SDK handles).
         prices: per-model price overrides in USD per million tokens, keyed by model or ``provider/model``:
             ``{"my-model": {"input": 0.5, "output": 1.5, "cache_read": 0.05}}``.
+        update_prices: keep genai-prices' price list current with its background updater (an hourly fetch of its
+            latest prices; a failed fetch is logged and the prices in use stay); ``False`` (the default) uses the
+            prices bundled with the installed genai-prices. A configured ``genai_prices.UpdatePrices`` may be given.
         hosts: names for providers by host or ``host:port``, e.g. ``{"llm.internal:8000": "vllm"}``.
         ignore_hosts: hosts whose traffic is never recorded.
         max_queue: records waiting for the writer before new ones are dropped (and counted).
@@ -67,6 +72,9 @@ class Monitor:
             ``status``); values that ever answered OK come first, then the busiest (cumulative requests), then by
             name — chosen from the counters alone, so every worker shows the same series; the rest are summed under
             ``other``, so totals stay right.
+        key_names: names for API keys on the dashboard and in the API, by key fingerprint (the 16 hex digits shown
+            on a request's page, or a prefix of them of at least 8), e.g. ``{"3f2a9c1e": "billing-service"}``.
+            Keys themselves are never stored: each call keeps an HMAC fingerprint and a hint (``sk-proj-…a1b2``).
     """
 
     def __init__(
@@ -87,19 +95,22 @@ class Monitor:
         max_body_bytes: int = 16 * 1024 * 1024,
         retention_days: float | None = None,
         metrics_max_label_values: int = 100,
+        key_names: Mapping[str, str] | None = None,
+        update_prices: bool | Any = False,
     ) -> None:
         if content_limit < 0 or max_queue < 1 or batch_size < 1 or flush_interval <= 0 or max_body_bytes < 0:
             raise ValueError("content_limit, max_queue, batch_size, flush_interval and max_body_bytes must be positive")
         self.path = os.fspath(path)
         self.instance = check_instance(instance)
         self.metrics_max_label_values = check_limit(metrics_max_label_values)
+        self.key_names = check_key_names(key_names)
         self.options = CaptureOptions(
             capture_content=capture_content,
             content_limit=content_limit,
             max_body_bytes=max_body_bytes,
             redact=redact,
         )
-        self.pricer = Pricer(prices)
+        self.pricer = Pricer(prices, update_prices=update_prices)
         self.hooks = Hooks()
         """Gates (before a request leaves) and listeners (after a record is built); see :mod:`.hooks`."""
         self.store = Store(
@@ -113,6 +124,7 @@ class Monitor:
             retention_days=retention_days,
         )
         """What the dashboard, API, alerts and CLI read and write through; see :class:`~.store.Store`."""
+        self.options.key_secret = KeySecret(self.store.engine)  # read lazily, on the writer thread
         if self.store.retention is not None:
             self.store.retention.start()
         self._capturer = Capturer(
@@ -178,6 +190,51 @@ class Monitor:
             instrument.uninstrument()
             self._instrumented = False
 
+    def aiohttp_middleware(self) -> Any:
+        """An aiohttp client middleware that records LLM calls (aiohttp >= 3.12):
+        ``aiohttp.ClientSession(middlewares=[..., monitor.aiohttp_middleware()])`` (last, so each attempt is one
+        record). Needs ``pip install "llm-monitor-mw[aiohttp]"``."""
+        from .capture.aiohttp import CaptureMiddleware
+
+        return CaptureMiddleware(self._capturer)
+
+    def instrument_aiohttp(self) -> None:
+        """Capture every ``aiohttp.ClientSession`` created from now on (google-genai's async client, litellm).
+
+        Sessions created before this call are not captured (make them afterwards, or pass
+        :meth:`aiohttp_middleware`); nor is a request that passes its own ``middlewares=``.
+        """
+        from . import instrument_aiohttp
+
+        instrument_aiohttp.instrument(self.aiohttp_middleware(), self.hooks.count_error)
+
+    def uninstrument_aiohttp(self) -> None:
+        """Stop adding the middleware to new sessions (sessions already created keep recording)."""
+        from . import instrument_aiohttp
+
+        middleware = instrument_aiohttp.installed_middleware()
+        if middleware is not None and middleware._capturer.hooks is self.hooks:  # ours, not another monitor's
+            instrument_aiohttp.uninstrument()
+
+    def instrument(self) -> None:
+        """:meth:`instrument_httpx` and, when aiohttp is installed, :meth:`instrument_aiohttp`: every HTTP client
+        created from now on is captured; a call is recorded once even when httpx sends through aiohttp (litellm)."""
+        self.instrument_httpx()
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            return
+        try:
+            self.instrument_aiohttp()
+        except BaseException:
+            self.uninstrument_httpx()
+            raise
+
+    def uninstrument(self) -> None:
+        """Undo :meth:`instrument` (both libraries); clients already created keep recording."""
+        self.uninstrument_httpx()
+        self.uninstrument_aiohttp()
+
     @contextmanager
     def tags(self, **values: object) -> Iterator[dict[str, str]]:
         """Tag every call made inside the block (nests; follows asyncio tasks and thread pools)."""
@@ -199,11 +256,12 @@ class Monitor:
         return self.store.flush(timeout)
 
     def close(self) -> None:
-        """Flush and stop the writer thread; also undoes :meth:`instrument_httpx`."""
-        self.uninstrument_httpx()
+        """Flush and stop the writer thread; also undoes :meth:`instrument` (httpx and aiohttp)."""
+        self.uninstrument()
         if self._alerts is not None:
             self._alerts.close()
         self.store.close()
+        self.pricer.close()
 
     def stats(self) -> dict[str, Any]:
         """Writer and capture counters: queued, written, dropped, failed, internal_errors, last_write_at."""
@@ -305,6 +363,7 @@ class Monitor:
             auth,
             alerts=lambda: self.alerts,
             metrics_max_label_values=self.metrics_max_label_values,
+            key_names=self.key_names,
             metrics_token=metrics_token,
             health_checks=health_checks,
             concurrency=concurrency,

@@ -2,8 +2,10 @@
 
 Follows the OpenTelemetry GenAI semantic conventions in their current form (``gen_ai.provider.name``, which
 replaced ``gen_ai.system`` in semantic-conventions v1.37; the client metrics ``gen_ai.client.token.usage``,
-``gen_ai.client.operation.duration`` and ``gen_ai.client.operation.time_to_first_chunk`` with their advised bucket
-boundaries). Our own facts (cost, attribution, tags, ids) go under the ``llm_monitor.`` prefix.
+``gen_ai.client.operation.duration``, ``gen_ai.client.operation.time_to_first_chunk`` and
+``gen_ai.client.operation.time_per_output_chunk`` with their advised bucket boundaries; the request's generation
+parameters, read from its body on the writer thread by :mod:`llm_monitor_mw.capture.request_params`). Our own
+facts (cost, attribution, tags, ids) go under the ``llm_monitor.`` prefix.
 
 Nothing is added to the caller's path but one gate that keeps a reference to the caller's current OpenTelemetry
 ``Context`` (a context-variable read); spans and metric points are built later on the monitor's writer thread,
@@ -43,10 +45,12 @@ __all__ = [
     "COST_METRIC",
     "DURATION_BUCKETS",
     "DURATION_METRIC",
+    "MAX_CHUNK_OBSERVATIONS",
     "PREFIX",
     "SCOPE",
     "TOKEN_BUCKETS",
     "TOKEN_METRIC",
+    "TPOC_METRIC",
     "TTFC_METRIC",
     "OTelExporter",
     "output_messages",
@@ -64,17 +68,34 @@ PREFIX = "llm_monitor."
 DURATION_METRIC = "gen_ai.client.operation.duration"
 TOKEN_METRIC = "gen_ai.client.token.usage"  # noqa: S105 - a metric name, not a secret
 TTFC_METRIC = "gen_ai.client.operation.time_to_first_chunk"
+TPOC_METRIC = "gen_ai.client.operation.time_per_output_chunk"
 COST_METRIC = "llm_monitor.client.cost"
 
 # The explicit bucket boundaries the GenAI semantic conventions advise.
 DURATION_BUCKETS: tuple[float, ...] = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )  # fmt: skip
-"""Seconds; for ``gen_ai.client.operation.duration`` and ``gen_ai.client.operation.time_to_first_chunk``."""
+"""Seconds; for ``gen_ai.client.operation.duration``, ``…time_to_first_chunk`` and ``…time_per_output_chunk``."""
 TOKEN_BUCKETS: tuple[int, ...] = tuple(4**i for i in range(14))
 """1, 4, 16 … 67108864 tokens; for ``gen_ai.client.token.usage``."""
 
 _MAX_TEXT = 1024  # longest error text put on a span
+MAX_CHUNK_OBSERVATIONS = 4096
+"""Most ``gen_ai.client.operation.time_per_output_chunk`` observations made for one call (each costs the SDK a few
+microseconds on the writer thread); a longer stream records this many, so its count and sum are then too low."""
+
+# Request parameters (capture/request_params.py names) -> span attributes.
+_REQUEST_ATTRIBUTES = (
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("top_k", "gen_ai.request.top_k"),
+    ("seed", "gen_ai.request.seed"),
+    ("stop_sequences", "gen_ai.request.stop_sequences"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("output_type", "gen_ai.output.type"),
+)
 
 # Provider names (gen_ai.provider.name) for a wire format spoken by a host we have no name for.
 _FAMILY_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gen_ai", "ollama": "ollama"}
@@ -154,6 +175,20 @@ def output_messages(record: CallRecord) -> str | None:
     return json.dumps([{"role": "assistant", "parts": parts}], ensure_ascii=False)
 
 
+def _request_attributes(record: CallRecord, attributes: dict[str, Any]) -> None:
+    """The generation parameters the request set (validated when read), as the conventions' span attributes."""
+    params = record.request_params
+    if not params:
+        return
+    for name, key in _REQUEST_ATTRIBUTES:
+        value = params.get(name)
+        if value is not None:
+            attributes[key] = list(value) if isinstance(value, list) else value
+    count = params.get("choice_count")
+    if count is not None and count != 1:  # the conventions: "if available, in the request, and !=1"
+        attributes["gen_ai.request.choice.count"] = count
+
+
 def _capture_context(pending: PendingCall) -> None:
     """Gate run on the caller's thread before the request is sent: remember the caller's OpenTelemetry context."""
     pending.trace_context = otel_context.get_current()
@@ -176,6 +211,9 @@ class OTelExporter:
     - ``gen_ai.client.token.usage`` (histogram, ``{token}``, ``gen_ai.token.type`` = ``input``/``output``), for
       successful calls whose usage the provider reported;
     - ``gen_ai.client.operation.time_to_first_chunk`` (histogram, ``s``), streamed calls that received content;
+    - ``gen_ai.client.operation.time_per_output_chunk`` (histogram, ``s``), streamed calls: one observation per
+      chunk received after the first content chunk, each the call's mean time between chunks (the transport
+      counts chunks but keeps no per-chunk times), at most :data:`MAX_CHUNK_OBSERVATIONS` per call;
     - ``llm_monitor.client.cost`` (counter, ``{USD}``), calls whose cost is known.
 
     Metric attributes are the conventions' low-cardinality set: ``gen_ai.operation.name``,
@@ -184,7 +222,10 @@ class OTelExporter:
     only.
 
     Spans also carry ``gen_ai.response.finish_reasons`` as the provider said it (``tool_calls``, ``tool_use``…),
-    ``gen_ai.conversation.id`` from the ``session`` tag, and, with ``capture_content=True``,
+    ``gen_ai.response.id``, ``gen_ai.conversation.id`` from the ``session`` tag, the request's generation
+    parameters (``gen_ai.request.max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``,
+    ``stop_sequences``, ``frequency_penalty``, ``presence_penalty``, ``choice.count`` when not 1) and
+    ``gen_ai.output.type`` when the request set them, and, with ``capture_content=True``,
     ``gen_ai.output.messages`` (JSON text: the response text and one ``tool_call`` part per tool call). The
     conventions name no span attribute for the tool names a chat call asked for, nor for our traces: those are
     ``llm_monitor.tool_call_count``, ``llm_monitor.tool_names``, ``llm_monitor.trace_id``,
@@ -222,6 +263,13 @@ class OTelExporter:
             unit="s",
             description="Time to receive the first chunk, measured from when the client issues the generation "
             "request to when the first chunk is received in the response stream.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.time_per_output_chunk = meter.create_histogram(
+            TPOC_METRIC,
+            unit="s",
+            description="Time per output chunk, recorded for each chunk received after the first one, measured as "
+            "the time elapsed from the end of the previous chunk to the end of the current chunk.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self.cost = meter.create_counter(
@@ -287,12 +335,31 @@ class OTelExporter:
                     self.token_usage.record(count, {**common, "gen_ai.token.type": token_type})
         if record.streamed and record.ttft_ms is not None:
             self.time_to_first_chunk.record(record.ttft_ms / 1000.0, common)
+            self._chunk_times(record, common)
         if record.cost_usd is not None:
             self.cost.add(record.cost_usd, common)
+
+    def _chunk_times(self, record: CallRecord, common: dict[str, Any]) -> None:
+        """``gen_ai.client.operation.time_per_output_chunk``: the chunks after the first content chunk share the
+        time from it to the last one (count and sum as if timed one by one; the spread within a call is lost).
+
+        The capture side sets the record's ``chunk_timing`` for streams."""
+        if record.chunk_timing is None:
+            return
+        chunks, seconds = record.chunk_timing
+        if chunks < 1:
+            return
+        mean_s = seconds / chunks
+        record_point = self.time_per_output_chunk.record
+        for _ in range(min(chunks, MAX_CHUNK_OBSERVATIONS)):
+            record_point(mean_s, common)
 
     def _span(self, record: CallRecord, common: dict[str, Any], error_type: str | None) -> None:
         attributes = dict(common)
         attributes["gen_ai.request.stream"] = record.streamed
+        _request_attributes(record, attributes)
+        if record.response_id:
+            attributes["gen_ai.response.id"] = record.response_id
         if record.finish_reason:
             attributes["gen_ai.response.finish_reasons"] = [record.finish_reason]
         for key, value in (

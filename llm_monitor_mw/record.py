@@ -81,10 +81,33 @@ class CallRecord:
     tool_arguments: str | None = None
     """The tool calls' arguments as a JSON array of ``{"name", "arguments"}`` objects: content, so only recorded
     with ``capture_content=True`` (and cut at ``content_limit``)."""
+    service_tier: str | None = None
+    """The service tier the call was billed at (``default``, ``flex``, ``priority``, ``scale``, Anthropic's
+    ``standard``/``batch``...): the response's, else the one the request asked for; ``None`` when neither says."""
+    cache_write_5m_tokens: int | None = None
+    """Of ``cache_creation_tokens``, those written to a 5-minute cache (Anthropic ``ephemeral_5m_input_tokens``)."""
+    cache_write_1h_tokens: int | None = None
+    """Of ``cache_creation_tokens``, those written to a 1-hour cache (billed at 2x input, not 1.25x)."""
+    response_id: str | None = None
+    """The provider's id of the response (``chatcmpl-...``, ``msg_...``, ``resp_...``): ``gen_ai.response.id``."""
+    key_fingerprint: str | None = None
+    """HMAC-SHA256 (hex, first 16 digits) of the API key the call was made with, under a secret kept in the
+    database: tells keys apart without storing them. ``None`` when the request carried no key."""
+    key_hint: str | None = None
+    """The key as providers show it: its first characters up to the first ``-`` run and its last four
+    (``sk-…a1b2``); never more of the key than that."""
     # New stored fields go here, at the end (the table's column order), each added by a new migration.
     trace_context: Any = field(default=None, repr=False, compare=False)
     """Opaque tracing context of the caller when the call started (set by an exporter's gate, e.g. OpenTelemetry's
     ``Context``), for listeners that parent spans under it. Never stored and left out of :meth:`to_dict`."""
+    request_params: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """Generation parameters the request set (``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``,
+    ``stop_sequences``, ``frequency_penalty``, ``presence_penalty``, ``choice_count``) and the output type it asked
+    for (``output_type``), read on the writer thread for listeners such as the OpenTelemetry exporter. Never stored
+    and left out of :meth:`to_dict`."""
+    chunk_timing: tuple[int, float] | None = field(default=None, repr=False, compare=False)
+    """Streams: the chunks received after the first content chunk, and the seconds from it to the last chunk the
+    caller read (for ``gen_ai.client.operation.time_per_output_chunk``). Never stored."""
 
     @property
     def ok(self) -> bool:
@@ -98,19 +121,19 @@ class CallRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain dict (plus ``model``)."""
-        data = dataclasses.asdict(dataclasses.replace(self, trace_context=None))
-        del data["trace_context"]
+        data = dataclasses.asdict(dataclasses.replace(self, trace_context=None, request_params=None, chunk_timing=None))
+        for name in UNSTORED_FIELDS:
+            del data[name]
         data["model"] = self.model
         data["ok"] = self.ok
         return data
 
 
-RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord) if f.name != "trace_context")
-
-UNSTORED_FIELDS = frozenset({"trace_context"})
+UNSTORED_FIELDS = frozenset({"trace_context", "request_params", "chunk_timing"})
+"""Fields of :class:`CallRecord` that are not columns of ``calls``."""
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord) if f.name not in UNSTORED_FIELDS)
 JSON_FIELDS: tuple[str, ...] = ("tags", "tool_names")
 """Fields stored as JSON text (a dict or a list on the record; an empty one, or ``None``, is stored as NULL)."""
-"""Fields of :class:`CallRecord` that are not columns of ``calls``."""
 
 STORED_PROPERTIES: dict[str, tuple[type, str]] = {"model": (str, "response_model"), "ok": (int, "status_code")}
 """Properties of :class:`CallRecord` stored as columns (so SQL can filter on them): name -> (column type, the

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# litellm fetches its price map from GitHub at import unless told not to: tests stay on loopback.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 from llm_monitor_mw import Monitor
 from llm_monitor_mw.fake_llm import FakeLLMServer
 from llm_monitor_mw.store.queries import Filters

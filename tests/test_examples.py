@@ -60,7 +60,7 @@ def test_starlette_example(load) -> None:  # type: ignore[no-untyped-def]
 def test_flask_example(load) -> None:  # type: ignore[no-untyped-def]
     example = load("flask_app")
     client = WerkzeugClient(example.flask_app)
-    assert client.get("/chat?q=hi", headers={"X-User": "bo"}).json["reply"]
+    assert client.get("/chat?q=hi", headers={"X-User": "bo"}, buffered=True).json["reply"]  # buffered: closed
     example.monitor.flush(5)
     response = client.get("/monitoring/api/requests", headers=AUTH, buffered=True)
     item = response.json["items"][0]

@@ -26,6 +26,8 @@ ALLOWED_MONITOR_IMPORTERS = {
     # package imports the demo but the CLI's ``demo`` command.
     f"{PACKAGE}.demo",
     f"{PACKAGE}.demo.main",
+    # ``llm-monitor proxy`` is such a host too: it builds the Monitor its forwarding app records through.
+    f"{PACKAGE}.cli.proxy",
 }
 OPTIONAL = {f"{PACKAGE}.otel": "opentelemetry", f"{PACKAGE}.store.engine.postgres": "psycopg"}
 """Modules that need an optional extra, and the distribution that extra brings."""

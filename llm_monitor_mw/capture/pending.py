@@ -19,6 +19,7 @@ from typing import Any
 from ..context import InboundRequest, TraceFrame, trace_fields
 from ..record import CallRecord
 from .httplibs import header_values
+from .keys import identify
 from .numbers import MAX_WAIT_S, finite, header_count, header_seconds, reject
 from .open_calls import DROPPED, EXITED
 from .open_calls import add as _register
@@ -47,6 +48,7 @@ MODEL_CHARS = 256  # longest model name, finish reason or request id kept
 
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
 _STREAM_RE = re.compile(rb'"stream"\s*:\s*(true|false)')
+_TIER_RE = re.compile(rb'"service_tier"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
 
 _FRAMING_HEADERS = frozenset({b"content-type", b"content-encoding"})
 _CONTENT_TYPE = frozenset({b"content-type"})
@@ -78,7 +80,7 @@ OPEN, COMPLETE, ABANDONED, BROKEN, FAILED = "open", "complete", "abandoned", "br
 class CaptureOptions:
     """Settings the capture side needs (set once by the Monitor)."""
 
-    __slots__ = ("capture_content", "content_limit", "max_body_bytes", "redact")
+    __slots__ = ("capture_content", "content_limit", "key_secret", "max_body_bytes", "redact")
 
     def __init__(
         self,
@@ -87,11 +89,15 @@ class CaptureOptions:
         content_limit: int = 4096,
         max_body_bytes: int = 16 * 1024 * 1024,
         redact: Callable[[str], str] | None = None,
+        key_secret: Callable[[], bytes | None] | None = None,
     ) -> None:
         self.capture_content = capture_content
         self.content_limit = content_limit
         self.max_body_bytes = max_body_bytes
         self.redact = redact
+        self.key_secret = key_secret
+        """Returns the HMAC secret of key fingerprints (``None`` while the database cannot say; never raises),
+        called on the writer thread; ``None``: calls get a key hint but no fingerprint."""
 
 
 class PendingCall:
@@ -122,8 +128,11 @@ class PendingCall:
     note: str | None = None
     problem: str | None = None
     done = False
+    chunks_after_first = 0  # stream chunks received after the first content chunk (time_per_output_chunk)
     read_at: float | None = None  # last chunk passed to the caller (or the headers' arrival): a dropped call's end
     trace_context: Any = None  # set by a tracing gate (e.g. OpenTelemetry's) on the caller's thread; else unused
+    credential: bytes | None = None  # the API key header's raw value (never stored: fingerprinted on the writer)
+    retry_mark: Any = None  # the retry grouper's note of this attempt (retries.Attempt), told how it ended
 
     def __init__(
         self,
@@ -165,6 +174,8 @@ class PendingCall:
         try:
             self.status = status
             self.resp_headers = headers
+            if self.retry_mark is not None:
+                self.retry_mark.answered(status)
             found = header_values(headers, _FRAMING_HEADERS)
             ctype = found.get(b"content-type", b"")
             if b"event-stream" in ctype:
@@ -242,6 +253,8 @@ class PendingCall:
                     return
             if self.first_at is None and CONTENT_MARK.search(chunk):
                 self.first_at = perf_counter()
+            elif self.first_at is not None:
+                self.chunks_after_first += 1
             room = self.head_room
             if room:
                 head = self.head
@@ -309,6 +322,8 @@ class PendingCall:
         else:
             self.end_at = self.last_at = perf_counter()
         self.state = state
+        if state == FAILED and self.retry_mark is not None:
+            self.retry_mark.raised()
         if exc is not None:
             self.exc_type = type(exc).__name__
             self.exc_text = str(exc)
@@ -374,13 +389,38 @@ class PendingCall:
             record.tool_call_count = record.tool_names = record.tool_arguments = None
             logger.warning("llm_monitor_mw: tool-call capture failed: %r", exc)
         self._fill(record, parsed, notes)
+        self._key(record, options)
         if want_text:
             try:
                 self._content(record, parsed, options)
             except Exception as exc:
                 record.request_content = record.response_content = None
                 logger.warning("llm_monitor_mw: content capture failed (redact hook?): %r", exc)
+        try:  # for listeners only (e.g. OpenTelemetry): a failure here never affects the record
+            from .request_params import read_params
+
+            record.request_params = read_params(self.req_body)
+            first, last = self.first_at, self.read_at or self.last_at  # read_at: the last chunk the caller got
+            if record.streamed and self.chunks_after_first and first is not None and last is not None:
+                record.chunk_timing = (self.chunks_after_first, max(0.0, last - first))
+        except Exception as exc:
+            record.request_params = None
+            logger.warning("llm_monitor_mw: request parameters not read: %r", exc)
         return record
+
+    def _key(self, record: CallRecord, options: CaptureOptions) -> None:
+        """The API key's fingerprint and hint (see :mod:`.keys`); the key itself is dropped here, used or not."""
+        credential, self.credential = self.credential, None
+        if credential is None:
+            return
+        try:
+            secret = options.key_secret() if options.key_secret is not None else None
+            found = identify(credential, secret)
+        except Exception as exc:  # pragma: no cover - defensive: the rest of the record stands
+            logger.warning("llm_monitor_mw: key fingerprint failed: %s", type(exc).__name__)
+            return
+        if found is not None:
+            record.key_fingerprint, record.key_hint = found
 
     def _attribute(self, record: CallRecord) -> None:
         """The inbound request's route, user, method and id (resolved in ``begin``); ``tags(user=...)`` wins. The
@@ -397,7 +437,7 @@ class PendingCall:
         record.trace_id, record.trace_name, record.span_name = trace_fields(self.trace, inbound)
 
     def _scan_request(self, record: CallRecord) -> bool | None:
-        """Requested model and stream flag from a bounded scan of both ends of the request body."""
+        """Requested model, stream flag and service tier from a bounded scan of both ends of the request body."""
         record.request_model = self.route.path_model
         body = self.req_body
         if not body:
@@ -418,6 +458,10 @@ class PendingCall:
                 smatch = _STREAM_RE.search(window)
                 if smatch:
                     stream = smatch.group(1) == b"true"
+            if record.service_tier is None:  # the tier asked for; the response's, when it says, wins in _fill
+                tmatch = _TIER_RE.search(window)
+                if tmatch:
+                    record.service_tier = tmatch.group(1).decode()
         return stream
 
     def _parse(self, parsed: Parsed, want_text: bool, notes: list[str]) -> None:
@@ -483,6 +527,10 @@ class PendingCall:
         record.cached_tokens = parsed.cached_tokens
         record.cache_creation_tokens = parsed.cache_creation_tokens
         record.reasoning_tokens = parsed.reasoning_tokens
+        record.cache_write_5m_tokens = parsed.cache_write_5m_tokens
+        record.cache_write_1h_tokens = parsed.cache_write_1h_tokens
+        record.service_tier = _short_text(parsed.service_tier) or record.service_tier
+        record.response_id = _short_text(parsed.response_id)
         finish = parsed.finish_reason
         record.finish_reason = finish[:MODEL_CHARS] if isinstance(finish, str) else None
         if record.streamed:
@@ -649,6 +697,11 @@ def _clip(text: str, limit: int, redact: Callable[[str], str] | None) -> str:
     if redact is not None:
         text = redact(text)
     return text if len(text) <= limit else text[:limit] + _TRUNCATED
+
+
+def _short_text(value: Any) -> str | None:
+    """A provider's short identifier (a tier, a response id) as text of at most ``MODEL_CHARS``, else ``None``."""
+    return value[:MODEL_CHARS] if isinstance(value, str) and value else None
 
 
 def _model_name(name: str | None) -> str | None:

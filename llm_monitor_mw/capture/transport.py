@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextvars import ContextVar
 from time import perf_counter
 from typing import Any
 
@@ -33,11 +32,16 @@ from .open_calls import DROPPED, in_async_generator_finaliser, in_collection
 from .open_calls import discard as forget_open_call
 from .pending import ABANDONED, BROKEN, COMPLETE, FAILED, PendingCall
 from .providers import Registry
+from .retries import RetryGrouper
 
 logger = logging.getLogger("llm_monitor_mw")
 
 # Sent by the official OpenAI/Anthropic SDKs on every attempt: 0 for the first, n for the n-th retry.
-_RETRY_HEADER = frozenset({b"x-stainless-retry-count"})
+_RETRY_HEADER = b"x-stainless-retry-count"
+# Where the SDKs put the API key (OpenAI/compatible: bearer; Anthropic: x-api-key; Azure: api-key; Gemini:
+# x-goog-api-key or the ``key`` query parameter). Kept on the pending call only, to be fingerprinted.
+_KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+_BEGIN_HEADERS = frozenset({_RETRY_HEADER, *_KEY_HEADERS})
 _STREAM_OPTIONS = b'"stream_options"'
 _STREAM_TRUE = (b'"stream":true', b'"stream": true')
 
@@ -60,10 +64,6 @@ class _Ids:
 _ids = _Ids()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ids.renew)
-
-# ((host, path), call_id) of the last first attempt made in this context, so that SDK retries join their call.
-_LastCall = tuple[tuple[str, str], tuple[str, int]]
-_last_call: ContextVar[_LastCall | None] = ContextVar("llm_monitor_mw_last_call", default=None)
 
 
 class CallRefused(Exception):
@@ -96,6 +96,8 @@ class Capturer:
         here, never from ``sink``, which may run in a garbage-collection finaliser)."""
         self.max_body_bytes = max_body_bytes
         self.stream_usage = stream_usage
+        self.retries = RetryGrouper(_ids.next)
+        """Which attempts are retries of one call (``call_id``/``attempt``); see :mod:`.retries`."""
 
     def begin(self, request: Any) -> tuple[PendingCall | None, Any]:
         """A `PendingCall` for an LLM request (else ``None``), and the request to send.
@@ -118,20 +120,10 @@ class Capturer:
                 body = None
             if self.stream_usage and body and route.kind == "chat" and route.family.name == "openai":
                 request = _with_stream_usage(request, body)
-            raw_retry = header_values(request.headers, _RETRY_HEADER).get(b"x-stainless-retry-count")
+            found = header_values(request.headers, _BEGIN_HEADERS)
+            raw_retry = found.get(_RETRY_HEADER)
             retry = None if raw_retry is None else raw_retry.decode("ascii", "replace")
-            attempt = 1
-            if retry is None:
-                call_id = _ids.next()
-            else:
-                key = (host, path)
-                last = _last_call.get()
-                if retry != "0" and last is not None and last[0] == key:
-                    call_id = last[1]
-                    attempt = int(retry) + 1 if retry.isdigit() else 1
-                else:
-                    call_id = _ids.next()
-                    _last_call.set((key, call_id))
+            mark = self.retries.assign(method, host, path, url, body, retry)  # call id and attempt (see retries.py)
             tags = current_tags.get()
             inbound = current_inbound.get()
             if inbound is not None:  # resolved here, on the caller's thread, while e.g. Flask's request is active
@@ -144,14 +136,16 @@ class Capturer:
                 body,
                 time.time(),
                 perf_counter(),
-                call_id,
-                attempt,
+                mark.call_id,
+                mark.number,
                 tags,
                 self.sink,
                 self.max_body_bytes,
                 inbound,
                 current_trace.get(),
             )
+            pending.credential = _credential(found, url)
+            pending.retry_mark = mark
         except Exception as exc:
             self.failed(exc)
             return None, request
@@ -168,6 +162,20 @@ class Capturer:
     def failed(self, exc: BaseException) -> None:
         logger.warning("llm_monitor_mw: capture skipped a request after an internal error: %r", exc)
         self.hooks.count_error(exc)
+
+
+def _credential(found: dict[bytes, bytes], url: Any) -> bytes | None:
+    """The raw API key header (or Gemini's ``key=`` query value) of a request, ``None`` without one."""
+    for name in _KEY_HEADERS:
+        value = found.get(name)
+        if value:
+            return value
+    query = url.query
+    if b"key=" in query:
+        for pair in query.split(b"&"):
+            if pair.startswith(b"key="):
+                return pair[4:] or None
+    return None
 
 
 def _with_stream_usage(request: Any, body: bytes) -> Any:
@@ -469,6 +477,11 @@ class AsyncMonitorTransport(*ASYNC_TRANSPORT_BASES):  # type: ignore[misc]
         if transport is None:
             transport = self._defaults[lib] = lib.AsyncHTTPTransport()
         return transport
+
+    @property
+    def retries(self) -> RetryGrouper:
+        """How this transport groups attempts into calls (see :mod:`.retries`)."""
+        return self._capturer.retries
 
     async def handle_async_request(self, request: Any) -> Any:
         inner = self._inner_for(request)

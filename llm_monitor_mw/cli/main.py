@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from .._version import __version__
 from ..store.dbfile import DatabaseFileError, DatabaseUnreachable
 from ..store.export import FORMATS
-from . import commands, serve
+from . import commands, proxy, reprice, serve
 from .errors import CommandFailed, UsageError
 from .timespec import parse_duration, parse_moment
 
@@ -29,8 +29,10 @@ examples:
   {PROG} prune llm_monitor.db --older-than 30d     delete calls older than 30 days
   {PROG} backup llm_monitor.db backup.db           consistent copy while the app keeps writing
   {PROG} export llm_monitor.db --since 7d -o calls.csv
+  {PROG} reprice llm_monitor.db --since 30d        recompute costs after a price update
   {PROG} check postgresql://monitor@db.internal/llm   the same commands on PostgreSQL (but backup: pg_dump)
   {PROG} demo                                      demo app with a fake LLM server
+  {PROG} proxy https://api.openai.com --port 8001  monitoring proxy for any client; dashboard at /monitoring/
 
 DB is a SQLite file or a PostgreSQL URL (postgresql://user:password@host:5432/dbname, or postgres://...);
 prefer PGPASSWORD or ~/.pgpass to a password in the URL, which other users can see in the process list.
@@ -118,6 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("critical", "error", "warning", "info", "debug"),
         help="server log level",
     )
+
+    p = _command(
+        sub,
+        "proxy",
+        "run a monitoring reverse proxy in front of LLM APIs: every call forwarded is recorded",
+        f"  {PROG} proxy https://api.openai.com --port 8001 --db llm_monitor.db\n"
+        f"  {PROG} proxy http://127.0.0.1:11434 --port 8001 --db postgresql://monitor@db.internal/llm\n"
+        f"  {PROG} proxy https://api.openai.com --route /anthropic=https://api.anthropic.com \\\n"
+        f"      --dashboard-prefix /monitoring --username admin --password-env {serve.PASSWORD_ENV}\n\n"
+        "Clients point their base URL at the proxy (http://127.0.0.1:8001/v1 for OpenAI SDKs); a --route prefix\n"
+        "is stripped before forwarding (/anthropic/v1/messages -> https://api.anthropic.com/v1/messages).\n"
+        "Requests under --dashboard-prefix are the dashboard's and are never forwarded. With --require-key-env\n"
+        "clients must send that key as X-Proxy-Key (or Proxy-Authorization: Bearer); it is never forwarded.",
+        proxy.run,
+    )
+    proxy.add_arguments(p)
 
     p = _command(
         sub,
@@ -209,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _db(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = _command(
+        sub,
+        "reprice",
+        "recompute stored costs with the current prices and overrides, dashboards and counters updated",
+        f"  {PROG} reprice llm_monitor.db\n"
+        f"  {PROG} reprice llm_monitor.db --since 7d --prices prices.json\n"
+        f"  {PROG} reprice postgresql://monitor@db.internal/llm --since 2026-01-01 --update\n\n"
+        f"{reprice.EPILOG}",
+        reprice.run,
+    )
+    _db(p)
+    reprice.add_arguments(p)
     return parser
 
 

@@ -84,7 +84,7 @@ def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in bare else socket.AF_INET  # as uvicorn decides
     where = f"[{bare}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     try:
-        return socket.create_server((bare, port), family=family, backlog=2048)
+        sock = socket.create_server((bare, port), family=family, backlog=2048)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             why = f"port {port} is already in use (stop what listens there, or choose another with --port)"
@@ -95,6 +95,10 @@ def listen(host: str, port: int) -> socket.socket:
         else:
             why = exc.strerror or str(exc)
         raise CommandFailed(f"cannot listen on {where}: {why}") from None
+    # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and create_server's is 0: without it a
+    # keep-alive client waits a delayed ACK (~40 ms) for each response's second write. Accepted sockets inherit it.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,21 +130,26 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level))
-            # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally (closing the store)
-            # instead of dying by the signal.
-            previous = signal.signal(signal.SIGTERM, _exit_normally)
-            try:
-                server.run(sockets=[sock])
-            finally:
-                signal.signal(signal.SIGTERM, previous)
-            if not server.started:
-                raise CommandFailed("the server did not start (see the log above)")
+            run_server(uvicorn.Server(uvicorn.Config(app, log_level=args.log_level)), sock, "server")
         finally:
             store.close()
     finally:
         sock.close()
     return 0
+
+
+def run_server(server: Any, sock: socket.socket, what: str) -> None:
+    """Run a ``uvicorn.Server`` on ``sock`` until interrupted; :class:`CommandFailed` if it never started.
+
+    uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally (so the caller closes its store)
+    instead of dying by the signal."""
+    previous = signal.signal(signal.SIGTERM, _exit_normally)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:
+        raise CommandFailed(f"the {what} did not start (see the log above)")
 
 
 def _exit_normally(signum: int, frame: object) -> None:

@@ -86,8 +86,8 @@ class Call:
             "x-fake-chunks": str(chunks),
             "x-fake-chunk-delay": f"{delay:.5f}",
         }
-        if self.reasoning_tokens is not None:
-            headers["x-fake-reasoning-tokens"] = str(self.reasoning_tokens)
+        # zero for the models that do not reason (the fake server reports a token of reasoning unless told)
+        headers["x-fake-reasoning-tokens"] = str(self.reasoning_tokens or 0)
         if self.tools:  # the fake model calls the offered tools in order: see offered()
             headers["x-fake-tool-calls"] = str(len(self.tool_calls))
         if self.failure is not None:

@@ -51,10 +51,14 @@ def messages(ctx: Ctx) -> Reply:
     calls = tool_calls(ctx, _client_tools(body.get("tools")), _user_turn(body.get("messages")), "toolu_01", 22)
     blocks: list[JSON] = [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in calls]
     stop_reason = "tool_use" if calls else "end_turn"
+    # Cache writes by TTL, as the API splits them: x-fake-cache-5m / x-fake-cache-1h ask for that many tokens.
+    writes = {ttl: ctx.request.headers.get(f"x-fake-cache-{ttl}", "") for ttl in ("5m", "1h")}
+    split = {f"ephemeral_{ttl}_input_tokens": int(n) if n.isdigit() else 0 for ttl, n in writes.items()}
     usage: JSON = {
         "input_tokens": ctx.prompt_tokens(count_items(body.get("messages"))),
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": sum(split.values()),
         "cache_read_input_tokens": CACHED_TOKENS,
+        "cache_creation": split,
         "output_tokens": ctx.completion_tokens,
         "service_tier": "standard",
     }

@@ -51,6 +51,12 @@ def _error_frame(_pos: int) -> bytes:
     return sse_frame({"error": error_payload(500, "")})
 
 
+def _tier(body: JSON) -> str:
+    """The tier OpenAI reports: the one asked for (``flex``, ``priority``, ``scale``), ``default`` for ``auto``."""
+    asked = body.get("service_tier")
+    return asked if isinstance(asked, str) and asked not in ("", "auto") else "default"
+
+
 def _include_usage(body: JSON) -> bool:
     return bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -63,7 +69,7 @@ def chat(ctx: Ctx, azure: bool = False) -> Reply:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": ctx.model,
-        "service_tier": "default",
+        "service_tier": _tier(body),
         "system_fingerprint": "fp_fake0000",
     }
     # Asked for tools (the request offers some and the user spoke last): the reply is tool calls, no text.
@@ -239,7 +245,7 @@ def responses(ctx: Ctx) -> Reply:
             "prompt_cache_key": None,
             "reasoning": {"effort": None, "summary": None},
             "safety_identifier": None,
-            "service_tier": "default",
+            "service_tier": _tier(body),
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
             "text": {"format": {"type": "text"}, "verbosity": "medium"},

@@ -24,6 +24,7 @@ from .writer import Writer, WriterStats
 if TYPE_CHECKING:
     from ..hooks import Hooks
     from .alerts import AlertStore
+    from .reprice import RepriceResult
 
 __all__ = [
     "MAX_INSTANCE_LENGTH",
@@ -141,6 +142,15 @@ class Store:
             "internal_errors": self.hooks.internal_errors if self.hooks is not None else 0,
             "last_write_at": s.last_write_at,
         }
+
+    def reprice(
+        self, price: Callable[[CallRecord], float | None], *, since: float | None = None, batch: int = 500
+    ) -> RepriceResult:
+        """Recompute the stored calls' costs with ``price`` (calls started at or after ``since``; all when ``None``)
+        in short transactions, the roll-ups, trace totals and counters updated by the difference in each."""
+        from .reprice import reprice
+
+        return reprice(self.engine, price, since=since, batch=batch)
 
     def close(self) -> None:
         """Stop retention, flush and stop the writer, close this thread's connection (reads reopen one)."""

@@ -72,7 +72,8 @@ LATENCY_METRICS: dict[str, str] = {"duration": "duration_ms", "ttft": "ttft_ms"}
 """Prometheus histogram metric -> ``calls`` column (milliseconds)."""
 HIST_METRICS: dict[str, str] = {"d": "duration_ms", "t": "ttft_ms"}
 """Roll-up histogram metric -> ``calls`` column (milliseconds)."""
-DIMENSIONS = ("route", "user", "tag", "status", "error_type")
+DIMENSIONS = ("route", "user", "tag", "status", "error_type", "key")
+"""``key``: the API key's fingerprint (calls made with a key; see :mod:`.read.keys`)."""
 
 CALL_SUMS = (
     "requests",
@@ -93,8 +94,9 @@ CALL_SUMS = (
     *ROLLUP_V7_SUMS,
 )
 """The columns of ``rollup_calls_*`` after its key (ts, provider, model); the last two since migration 7."""
-DIM_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
-"""The columns of ``rollup_dims_*`` after its key (ts, dim, value)."""
+DIM_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "cost_n")
+"""The columns of ``rollup_dims_*`` after its key (ts, dim, value); ``cost_n`` (calls with a known cost, so that a
+sum of 0 over calls none of which was priced reads as unknown) since migration 8."""
 FLOAT_SUMS = frozenset({"cost_usd", "duration_sum", "ttft_sum"})
 """The sums that are floats; the others are counts and token sums, ints."""
 COUNTER_SUMS = ("requests", "errors", *TOKEN_COLUMNS, "cost_usd")
@@ -240,6 +242,35 @@ def backfill_v7(d: Dialect) -> list[str]:
 BACKFILLS[7] = backfill_v7
 
 
+def backfill_v8(d: Dialect) -> list[str]:
+    """Migration 8's statements for the rows already projected: ``rollup_dims_*.cost_n`` counted from the calls
+    still stored; a roll-up row whose calls are gone (pruned) but whose cost sum is not zero counts all of its
+    calls as priced (the best the sum tells)."""
+    done = f"{CALLS}.id <= (SELECT coalesce(max(last_id), 0) FROM rollup_state WHERE name = '{CURSOR}')"
+    keys = ("ts", "dim", "value")
+    zeros = ", ".join("0" for _ in DIM_SUMS[:-1])
+    steps = []
+    for grain, step in (("hour", HOUR), ("day", DAY)):
+        table = f"rollup_dims_{grain}"
+        counted = " UNION ALL ".join(
+            f"SELECT {d.bucket(f'{CALLS}.started_at', step)} AS ts, '{dim}' AS dim, {value} AS value,"
+            f" count({plausible('cost_usd')}) AS n {source} WHERE {done} AND {_TIMED} AND {cond} GROUP BY 1, 3"
+            for dim, (value, source, cond) in dim_sources(d).items()
+        )
+        steps.append(
+            f"INSERT INTO {table} ({', '.join((*keys, *DIM_SUMS))})"
+            f" SELECT * FROM (SELECT u.ts, u.dim, u.value, {zeros}, u.n FROM ({counted}) AS u"
+            f" WHERE EXISTS (SELECT 1 FROM {table} AS r WHERE r.ts = u.ts AND r.dim = u.dim AND r.value = u.value))"
+            " AS projected WHERE 1 = 1"
+            f" ON CONFLICT (dim, ts, value) DO UPDATE SET cost_n = excluded.cost_n"
+        )
+        steps.append(f"UPDATE {table} SET cost_n = requests WHERE cost_n = 0 AND cost_usd <> 0")
+    return steps
+
+
+BACKFILLS[8] = backfill_v8
+
+
 def dim_sum_exprs(d: Dialect) -> tuple[str, ...]:
     """SQL aggregates for :data:`DIM_SUMS` over raw rows."""
     return (
@@ -249,6 +280,7 @@ def dim_sum_exprs(d: Dialect) -> tuple[str, ...]:
         d.total(plausible("output_tokens")),
         d.total(plausible("total_tokens")),
         d.total(plausible("cost_usd")),
+        f"count({plausible('cost_usd')})",
     )
 
 
@@ -263,6 +295,7 @@ def dim_sources(d: Dialect) -> dict[str, tuple[str, str, str]]:
         "user": ('"user"', f"FROM {CALLS}", '"user" IS NOT NULL'),
         "status": ("coalesce(CAST(status_code AS TEXT), 'none')", f"FROM {CALLS}", "1 = 1"),
         "error_type": ("coalesce(error_type, '')", f"FROM {CALLS}", "ok = 0"),
+        "key": ("key_fingerprint", f"FROM {CALLS}", "key_fingerprint IS NOT NULL"),
         "tag": (
             "j.key || ':' || coalesce(j.value, '')",
             f"FROM {CALLS}, {d.tag_entries(f'{CALLS}.tags', 'j')}",

@@ -34,6 +34,16 @@ V1_COLUMNS: tuple[str, ...] = tuple(CALL_COLUMNS)[: tuple(CALL_COLUMNS).index("r
 V2_COLUMNS: tuple[str, ...] = ("route", "user", "inbound_method", "inbound_request_id")
 V5_COLUMNS: tuple[str, ...] = ("instance",)
 V7_COLUMNS: tuple[str, ...] = ("trace_id", "trace_name", "span_name", "tool_call_count", "tool_names", "tool_arguments")
+V8_COLUMNS: tuple[str, ...] = (
+    "service_tier",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "response_id",
+    "key_fingerprint",
+    "key_hint",
+)
+SECRETS = "llm_monitor_secrets"
+"""Secrets the store keeps for itself (``name`` -> ``value``): the key-fingerprint HMAC key (migration 8)."""
 
 SCHEMA_TABLE = "llm_monitor_schema"
 """PostgreSQL: the table holding the schema version."""
@@ -318,8 +328,26 @@ def _v7(dialect: Dialect) -> list[str]:
     return steps
 
 
+def _v8(dialect: Dialect) -> list[str]:
+    """Prices as billed and usage per key: the service tier, the cache-write TTL split, the response id, and the
+    fingerprint and hint of the API key (never the key); calls by key fingerprint; the store's own secrets table
+    (the fingerprints' HMAC key, made once per database by the first writer that needs it); the count of priced
+    calls in the dimension roll-ups (a route whose calls were never priced has an unknown cost, not $0)."""
+    steps = [f"ALTER TABLE {CALLS} ADD COLUMN {c} {_sql_type(dialect, CALL_COLUMNS[c])}" for c in V8_COLUMNS]
+    steps += [
+        f"CREATE INDEX idx_calls_key ON {CALLS} (key_fingerprint, started_at) WHERE key_fingerprint IS NOT NULL",
+        f"CREATE TABLE {SECRETS} (name {dialect.text} PRIMARY KEY, value {dialect.text} NOT NULL)",
+        *(
+            f"ALTER TABLE rollup_dims_{g} ADD COLUMN cost_n {dialect.integer} NOT NULL DEFAULT 0"
+            for g in ("hour", "day")
+        ),
+        *BACKFILLS[8](dialect),
+    ]
+    return steps
+
+
 Step = Callable[[Dialect], list[str]]
-STEPS: tuple[Step, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
+STEPS: tuple[Step, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8)
 SCHEMA_VERSION = len(STEPS)
 
 ROLLUP_DDL = rollup_ddl(Dialect())

@@ -1,5 +1,5 @@
 """The JSON API: ``api/requests``, ``api/requests/{id}``, ``api/traces``, ``api/traces/{id}``,
-``api/sessions/{id}``, ``api/summary``, ``api/stats``.
+``api/sessions/{id}``, ``api/summary``, ``api/keys``, ``api/stats``.
 
 Handlers are plain functions: the app runs them behind its :class:`~.gate.Gate`, in threads of its own.
 Every answer is a :class:`~.responses.JSONAnswer`; a bad parameter is ``400 {"error": ..., "parameter": ...}``.
@@ -16,7 +16,9 @@ from starlette.routing import Route
 
 from ..store.dbfile import iso
 from ..store.read import Filters
+from ..store.read.keys import KEY_ORDERS, MAX_KEYS
 from .gate import Gate
+from .keys import KeyNames
 from .pages.traces import SORTS as TRACE_SORTS
 from .pages.traces import parse_key
 from .params import (
@@ -71,10 +73,12 @@ def bad_request(exc: ParamError) -> JSONAnswer:
     return JSONAnswer({"error": exc.message, "parameter": exc.parameter}, status_code=400)
 
 
-def routes(store: Store, gate: Gate) -> list[Route]:
-    """The API routes, bound to ``store``'s reads (the dashboard's own :class:`Analytics`), each behind ``gate``."""
+def routes(store: Store, gate: Gate, key_names: KeyNames | None = None) -> list[Route]:
+    """The API routes, bound to ``store``'s reads (the dashboard's own :class:`Analytics`), each behind ``gate``;
+    ``key_names`` names API keys in ``api/keys`` and ``api/requests/{id}``."""
     queries = store.queries
     analytics = store.analytics
+    names = key_names if key_names is not None else KeyNames()
 
     def list_requests(request: Request) -> Response:
         try:
@@ -94,6 +98,8 @@ def routes(store: Store, gate: Gate) -> list[Route]:
         row = queries.request(call_pk)
         if row is None:
             return JSONAnswer({"error": f"no request with id {call_pk}"}, status_code=404)
+        if "key_fingerprint" in row:
+            row["key_name"] = names.name(row["key_fingerprint"])
         return JSONAnswer(_item(row))
 
     def list_traces(request: Request) -> Response:
@@ -160,6 +166,25 @@ def routes(store: Store, gate: Gate) -> list[Route]:
         data["until"] = iso(filters.until)
         return JSONAnswer(data)
 
+    def keys(request: Request) -> Response:
+        q = request.query_params
+        try:
+            filters = _filters(request)
+            order = parse_choice("order", q.get("order"), tuple(KEY_ORDERS)) or "cost"
+            limit = parse_int("limit", q.get("limit"), default=20, minimum=1, maximum=MAX_KEYS)
+        except ParamError as exc:
+            return bad_request(exc)
+        rows = names.rows(analytics.by_key(filters, order=order, limit=limit))
+        return JSONAnswer(
+            {
+                "items": rows,
+                "order": order,
+                "limit": limit,
+                "since": iso(filters.since),
+                "until": iso(filters.until),
+            }
+        )
+
     def stats(request: Request) -> Response:
         data = store.stats()
         data["last_write_at"] = iso(data["last_write_at"])
@@ -172,6 +197,7 @@ def routes(store: Store, gate: Gate) -> list[Route]:
         "/api/traces/{trace_id:path}": get_trace,
         "/api/sessions/{session_id:path}": get_session,
         "/api/summary": summary,
+        "/api/keys": keys,
         "/api/stats": stats,
     }
     return [Route(path, gate.endpoint(handler, "json"), methods=["GET"]) for path, handler in handlers.items()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -24,6 +24,7 @@ from .cardinality import DEFAULT_MAX_LABEL_VALUES
 from .csrf import CSRFMiddleware
 from .gate import Gate
 from .health import health_endpoint
+from .keys import KeyNames
 from .metrics import metrics_endpoint
 from .resources import resource_dir
 from .responses import JSONAnswer
@@ -112,6 +113,7 @@ def create_app(
     *,
     alerts: Callable[[], AlertManager] | None = None,
     metrics_max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
+    key_names: Mapping[str, str] | None = None,
     metrics_token: str | None = None,
     health_checks: Sequence[str] = (),
     concurrency: int | None = None,
@@ -121,7 +123,8 @@ def create_app(
 
     Every page, the API, ``/metrics`` and ``/health`` read through ``store`` (pages and API share its one
     ``Analytics``). ``alerts`` returns the alert manager the Alerts page shows (default: one built over ``store``
-    and ``hooks`` on first use); ``metrics_max_label_values`` bounds each ``/metrics`` label.
+    and ``hooks`` on first use); ``metrics_max_label_values`` bounds each ``/metrics`` label; ``key_names`` names
+    API keys by fingerprint prefix on the pages and in the API (see :class:`~.keys.KeyNames`).
 
     Security headers are outermost so that even a 401 carries them; auth wraps everything, static files too.
     ``metrics_token`` lets ``Authorization: Bearer <token>`` reach ``/metrics`` and ``/health`` (only those
@@ -138,6 +141,7 @@ def create_app(
     metrics = ops.endpoint(metrics_endpoint(store, metrics_max_label_values), "json")
     health = ops.endpoint(health_endpoint(store, health_checks), "json")
     manager = alerts if alerts is not None else lazy_alert_manager(store, hooks)
+    names = KeyNames(key_names)
 
     async def http_error(request: Request, exc: Any) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -159,9 +163,9 @@ def create_app(
 
     app = Starlette(
         routes=[
-            *pages.routes(store, env, gate),
+            *pages.routes(store, env, gate, names),
             *alerts_page.routes(manager, env, gate),
-            *api.routes(store, gate),
+            *api.routes(store, gate, names),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=str(resource_dir("static"))), name="static"),

@@ -144,9 +144,23 @@ def parse_tag(value: str | None) -> tuple[str, str] | None:
     return key, tag_value
 
 
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}", re.ASCII)
+
+
+def parse_fingerprint(name: str, value: str | None) -> str | None:
+    """An API key's fingerprint (``key=``: 16 hex digits, any case, as a request's page shows it), or ``None``."""
+    if value is None or value == "":
+        return None
+    text = value.strip().lower()
+    if not _FINGERPRINT.fullmatch(text):
+        raise ParamError(name, "must be a key fingerprint: 16 hex digits")
+    return text
+
+
 def parse_dimensions(query: Mapping[str, str]) -> dict[str, Any]:
     """The filters the pages and the API read alike, as :class:`~llm_monitor_mw.store.read.filters.Filters`
-    fields: ``provider``, ``model``, ``status`` (as ``ok``), ``route``, ``user``, ``instance``, ``tag`` and ``tool``."""
+    fields: ``provider``, ``model``, ``status`` (as ``ok``), ``route``, ``user``, ``instance``, ``tag``, ``tool`` and
+    ``key`` (an API key's fingerprint)."""
     status = parse_choice("status", query.get("status"), ("ok", "error"))
     return {
         "provider": parse_text("provider", query.get("provider")),
@@ -157,4 +171,5 @@ def parse_dimensions(query: Mapping[str, str]) -> dict[str, Any]:
         "instance": parse_text("instance", query.get("instance")),
         "tag": parse_tag(query.get("tag")),
         "tool": parse_text("tool", query.get("tool")),
+        "key": parse_fingerprint("key", query.get("key")),
     }

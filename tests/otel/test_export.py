@@ -75,7 +75,7 @@ def assert_timing(span: ReadableSpan, row: dict[str, Any], before: int, after: i
 
 def test_chat_span(otel: OTel, monitor: Monitor, fake_llm: FakeLLMServer) -> None:
     before = time.time_ns()
-    openai_client(monitor, fake_llm).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    completion = openai_client(monitor, fake_llm).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     after = time.time_ns()
     span, row = otel.span(), only_record(monitor)
     assert span.name == "chat gpt-4o-mini"
@@ -85,6 +85,7 @@ def test_chat_span(otel: OTel, monitor: Monitor, fake_llm: FakeLLMServer) -> Non
         **metric_base(fake_llm, "openai", "gpt-4o-mini", "gpt-4o-mini"),
         "gen_ai.request.stream": False,
         "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.response.id": completion.id,
         "gen_ai.usage.input_tokens": 11,
         "gen_ai.usage.output_tokens": 5,
         "gen_ai.usage.cache_read.input_tokens": 2,
@@ -97,7 +98,7 @@ def test_chat_span(otel: OTel, monitor: Monitor, fake_llm: FakeLLMServer) -> Non
         "llm_monitor.request_id": row["request_id"],
         "llm_monitor.tool_call_count": 0,  # a complete answer that asked for no tool
     }
-    assert row["cost_usd"] > 0 and row["request_id"]
+    assert row["cost_usd"] > 0 and row["request_id"] and completion.id.startswith("chatcmpl-")
     assert span.status.status_code is StatusCode.UNSET
     assert not span.events
     assert_timing(span, row, before, after)

@@ -33,6 +33,7 @@ TABLES = {
     "counter_latency",
     "alert_state",
     "alert_events",
+    "llm_monitor_secrets",
     "trace_totals",
 }
 INSERT = "INSERT INTO calls (started_at, provider, operation, model) VALUES (?, ?, ?, ?)"
@@ -92,10 +93,10 @@ def version(engine) -> int:
 def test_migrate_from_empty(store_target: str) -> None:
     engine = open_engine(store_target)
     engine.ensure()
-    assert version(engine) == SCHEMA_VERSION == 7
+    assert version(engine) == SCHEMA_VERSION == 8
     assert tables(engine) - {SCHEMA_TABLE} == TABLES
     assert columns(engine, "calls") == ["id", *CALL_COLUMNS]
-    assert columns(engine, "calls")[-1] == "tool_arguments"
+    assert columns(engine, "calls")[-1] == "key_hint"
     assert indexes(engine) == {
         "idx_calls_started_at",
         "idx_calls_provider_model",
@@ -103,6 +104,7 @@ def test_migrate_from_empty(store_target: str) -> None:
         "idx_calls_errors",
         "idx_calls_trace",
         "idx_calls_session",
+        "idx_calls_key",
         "idx_trace_totals_started",
         "idx_trace_totals_route",
         "idx_trace_totals_user",

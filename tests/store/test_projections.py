@@ -7,6 +7,7 @@ The oracle is Python over the records themselves (not the projection's own SQL),
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -26,7 +27,8 @@ from llm_monitor_mw.store import projections
 from llm_monitor_mw.store.counters import Counters
 from llm_monitor_mw.store.engine import Engine, open_engine
 from llm_monitor_mw.store.projections import DAY, HOUR, LATENCY_BUCKETS_S, Projector, catch_up, lock_cursor
-from llm_monitor_mw.store.schema import CALL_COLUMNS, MIGRATIONS, V7_COLUMNS
+from llm_monitor_mw.store.schema import CALL_COLUMNS, MIGRATIONS, V7_COLUMNS, V8_COLUMNS
+from llm_monitor_mw.store.values import PLAUSIBLE
 from llm_monitor_mw.store.writer import _INSERT, Writer, finite_row, insert_records, record_row
 
 NOW = 1_790_000_000.0
@@ -149,6 +151,10 @@ def check_all(engine: Engine, records: list[CallRecord]) -> None:
             conn.execute(f"SELECT value, sum(requests) FROM rollup_dims_{grain} WHERE dim = 'route' GROUP BY value")
         )
         assert routes == dict(Counter(r.route for r in records if r.route is not None))
+        priced = dict(
+            conn.execute(f"SELECT value, sum(cost_n) FROM rollup_dims_{grain} WHERE dim = 'route' GROUP BY value")
+        )
+        assert priced == {route: sum(1 for r in records if r.route == route and _priced(r)) for route in routes}
         tags = dict(
             conn.execute(f"SELECT value, sum(requests) FROM rollup_dims_{grain} WHERE dim = 'tag' GROUP BY value")
         )
@@ -160,6 +166,11 @@ def check_all(engine: Engine, records: list[CallRecord]) -> None:
         {(h.provider, h.model, i): n for h in histograms if h.metric == "duration" for i, n in enumerate(h.counts) if n}
     )
     assert got == expected_buckets(records)
+
+
+def _priced(record: CallRecord) -> bool:
+    cost = record.cost_usd
+    return cost is not None and math.isfinite(cost) and abs(cost) < PLAUSIBLE
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -273,7 +284,7 @@ def _old_database(path: Path, rows: list[CallRecord], counted: int | None) -> No
         step(conn)
     conn.execute("PRAGMA user_version = 4")
     names = list(CALL_COLUMNS)
-    later = {"instance", *V7_COLUMNS}  # columns added after version 4
+    later = {"instance", *V7_COLUMNS, *V8_COLUMNS}  # columns added after version 4
     columns = [c for c in names if c not in later]
     values = [tuple(v for c, v in zip(names, finite_row(record_row(r)), strict=True) if c not in later) for r in rows]
     quoted = ", ".join(f'"{c}"' if c == "user" else c for c in columns)
@@ -315,6 +326,30 @@ def test_an_old_sqlite_database_is_migrated_and_caught_up(tmp_path: Path, counte
     assert engine.connection().execute("SELECT count(*) FROM counters_state").fetchone()[0] == 0
     check_all(engine, backlog)  # instance '' for the old rows: their records have instance None
     engine.close()
+
+
+def test_migration_8_counts_the_priced_calls_of_rows_already_rolled_up(engine: Engine) -> None:
+    # a route whose calls were never priced reads as unknown cost, not $0: the dims roll-ups count priced calls
+    records = [record(i, cost_usd=0.01 if i % 3 else None) for i in range(60)]
+    records[50:] = [dataclasses.replace(r, started_at=NOW - 10 * DAY - i) for i, r in enumerate(records[50:])]
+    insert_records(engine, records)
+    engine.write(lambda conn: conn.execute("DELETE FROM calls WHERE id > 50"))  # some calls pruned since
+    engine.write(lambda conn: [conn.execute(f"UPDATE rollup_dims_{g} SET cost_n = 0") for g in ("hour", "day")])
+    engine.write(lambda conn: [conn.execute(sql) for sql in projections.backfill_v8(engine.dialect)])
+    conn = engine.connection()
+    stored = records[:50]
+    for grain, step in (("hour", HOUR), ("day", DAY)):
+        sql = f"SELECT ts, value, requests, cost_n, cost_usd FROM rollup_dims_{grain} WHERE dim = 'route'"
+        gone = 0
+        for ts, value, requests, cost_n, cost_usd in conn.execute(sql).fetchall():
+            kept = [r for r in stored if r.route == value and floor_to(r.started_at, step) == ts]
+            if kept:
+                assert cost_n == sum(1 for r in kept if r.cost_usd is not None), (grain, ts)
+            else:  # its calls are gone: a nonzero sum counts every call as priced
+                gone += 1
+                assert cost_n == (requests if cost_usd else 0), (grain, ts)
+        assert gone  # the pruned calls left roll-up rows of their own
+    assert conn.execute("SELECT count(*) FROM rollup_dims_hour WHERE cost_n > 0").fetchone()[0] > 0
 
 
 def test_a_failing_projection_keeps_the_inserts_and_the_cursor(engine: Engine) -> None:

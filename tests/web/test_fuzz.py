@@ -126,6 +126,7 @@ VALID = {
     "instance": ["web-1"],
     "tag": ["feature:chat", "é:ü"],
     "tool": ["get_weather"],
+    "key": ["3f2a9c1e5b7d0a46", "3F2A9C1E5B7D0A46"],
     "q": ["slow"],
     "sort": ["time", "cost", "duration"],
     "dir": ["asc", "desc"],

@@ -54,10 +54,10 @@ def rec(seconds_ago: float, **kw: Any) -> CallRecord:
 def records() -> list[CallRecord]:
     no_usage = {"input_tokens": None, "output_tokens": None, "total_tokens": None, "cost_usd": None}
     return [
-        *(rec(600 + i) for i in range(10)),
+        *(rec(600 + i, route="/chat") for i in range(10)),
         rec(60, call_id="no-usage", streamed=True, ttft_ms=90.0, **no_usage),  # a stream without usage
-        rec(70, call_id="mystery-a", request_model="mystery-1", response_model="mystery-1", cost_usd=None),
-        rec(71, call_id="mystery-b", request_model="mystery-1", response_model="mystery-1", cost_usd=None),
+        rec(70, call_id="mystery-a", request_model="mystery-1", response_model="mystery-1", cost_usd=None, route="/x"),
+        rec(71, call_id="mystery-b", request_model="mystery-1", response_model="mystery-1", cost_usd=None, route="/x"),
         rec(80, call_id="failed-early", status_code=None, error_type="timeout", error="ReadTimeout", **no_usage),
         rec(90, call_id="failed-429", status_code=429, error_type="rate_limit_error", **no_usage),
         rec(91, call_id="failed-500", status_code=500, error_type="server_error", **no_usage),
@@ -177,6 +177,20 @@ def test_tops_show_unknown_cost_for_unpriced_models(client: httpx.Client) -> Non
     models = top[top.index("<h3>Models</h3>") : top.index("<h3>Providers</h3>")]
     mystery = re.search(r"mystery-1.*?</tr>", models, re.S)
     assert mystery and '<span class="unknown"' in mystery.group(0) and "$0<" not in mystery.group(0)
+
+
+def test_tops_show_unknown_cost_for_routes_with_no_priced_call(client: httpx.Client, monitor: Monitor) -> None:
+    top = client.get(PREFIX + "/fragments/overview/top", params={"rank": "requests"}, headers=HX).text
+    routes = top[top.index("<h3>Routes</h3>") : top.index("<h3>Users</h3>")]
+    unpriced = re.search(r">/x<.*?</tr>", routes, re.S)
+    assert unpriced and '<span class="unknown" title="no priced calls">' in unpriced.group(0)
+    assert "$0<" not in unpriced.group(0)
+    priced = re.search(r">/chat<.*?</tr>", routes, re.S)
+    assert priced and "$0.000036<" in priced.group(0)  # ten calls of $0.0000036
+    rows = monitor.store.analytics.by_dim(
+        Filters(since=time.time() - 3600, until=time.time() + 60), "route", order="requests"
+    )
+    assert {r["value"]: r["cost_usd"] for r in rows} == {"/chat": pytest.approx(0.000036), "/x": None}
 
 
 # ---- the unpriced notice and projections -------------------------------------------------------------------------
@@ -404,6 +418,16 @@ def test_tool_calls_on_the_detail_page(client: httpx.Client, monitor: Monitor) -
     assert ">2 tools<" in table_row(listing, row["id"])
     plain = client.get(f"{PREFIX}/requests/{row_of(monitor, 'call-600')['id']}").text
     assert "Tool calls the model asked for" not in plain
+
+
+def test_the_requests_log_filters_by_tool_from_its_form(client: httpx.Client, monitor: Monitor) -> None:
+    text = client.get(PREFIX + "/requests?tool=get_weather").text
+    assert re.search(r'<input name="tool" value="get_weather"', text)  # the form shows the filter it applied
+    assert table_row(text, row_of(monitor, "tools")["id"])
+    plain = row_of(monitor, "call-600")["id"]  # a call that asked for no tools
+    assert not re.search(rf'href="{PREFIX}/requests/{plain}[?"]', text)
+    assert table_row(client.get(PREFIX + "/requests").text, plain)
+    assert '<input name="tool" value=""' in client.get(PREFIX + "/requests").text
 
 
 def test_tool_kpi_on_the_overview(client: httpx.Client) -> None:

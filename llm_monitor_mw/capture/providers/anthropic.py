@@ -44,6 +44,17 @@ def _usage(usage: Any, parsed: Parsed) -> None:
     out = as_int(usage.get("output_tokens"), parsed, "usage.output_tokens")
     if out is not None:
         parsed.output_tokens = out
+    split = usage.get("cache_creation")
+    if isinstance(split, dict):  # the cache writes by TTL: 1-hour writes are billed at 2x input, 5-minute at 1.25x
+        for ttl in ("5m", "1h"):
+            tokens = as_int(
+                split.get(f"ephemeral_{ttl}_input_tokens"), parsed, f"usage.cache_creation.ephemeral_{ttl}_input_tokens"
+            )
+            if tokens is not None:
+                setattr(parsed, f"cache_write_{ttl}_tokens", tokens)
+    tier = usage.get("service_tier")
+    if isinstance(tier, str) and tier:
+        parsed.service_tier = tier
     parsed.total_tokens = (
         add(parsed, "total_tokens", parsed.input_tokens, parsed.output_tokens)
         if parsed.input_tokens is not None and parsed.output_tokens is not None
@@ -57,6 +68,8 @@ def parse_body(op: str, body: Any, parsed: Parsed, want_text: bool) -> None:
         return
     if isinstance(body.get("model"), str):
         parsed.response_model = body["model"]
+    if isinstance(body.get("id"), str) and body["id"]:
+        parsed.response_id = body["id"]
     _usage(body.get("usage"), parsed)
     parsed.finish_reason = body.get("stop_reason")
     content = body.get("content")
@@ -84,6 +97,8 @@ def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
         if isinstance(message, dict):
             if isinstance(message.get("model"), str):
                 parsed.response_model = message["model"]
+            if isinstance(message.get("id"), str) and message["id"]:
+                parsed.response_id = message["id"]
             _usage(message.get("usage"), parsed)
     elif kind == "message_delta":
         _usage(event.get("usage"), parsed)

@@ -20,6 +20,11 @@ class Parsed:
     cached_tokens: int | None = None
     cache_creation_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    service_tier: str | None = None
+    """The tier the response says it was served at (``None``: it did not say)."""
+    response_id: str | None = None
     finish_reason: str | None = None
     error_type: str | None = None
     error: str | None = None

@@ -45,6 +45,8 @@ def streamed_body(op: str) -> bool:
 def _read(chunk: dict[str, Any], parsed: Parsed, want_text: bool) -> None:
     if isinstance(chunk.get("modelVersion"), str):
         parsed.response_model = chunk["modelVersion"]
+    if isinstance(chunk.get("responseId"), str) and chunk["responseId"]:
+        parsed.response_id = chunk["responseId"]
     meta = chunk.get("usageMetadata")
     if isinstance(meta, dict):
         parsed.saw_usage = True

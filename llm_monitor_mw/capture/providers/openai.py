@@ -164,12 +164,21 @@ def _responses_text(response: dict[str, Any], parsed: Parsed) -> None:
                 parsed.text_parts.append(part["text"])
 
 
+def _billing(obj: dict[str, Any], parsed: Parsed) -> None:
+    """The response id (``chatcmpl-...``, ``resp_...``) and the tier it was served at, from a body or chunk."""
+    if isinstance(obj.get("id"), str) and obj["id"]:
+        parsed.response_id = obj["id"]
+    if isinstance(obj.get("service_tier"), str) and obj["service_tier"]:
+        parsed.service_tier = obj["service_tier"]
+
+
 def parse_body(op: str, body: Any, parsed: Parsed, want_text: bool) -> None:
     """Read a complete JSON response."""
     if not isinstance(body, dict) or error_from(body, parsed):
         return
     if isinstance(body.get("model"), str):
         parsed.response_model = body["model"]
+    _billing(body, parsed)
     _usage(body.get("usage"), parsed, op)
     if op == "responses":
         status = body.get("status")
@@ -214,6 +223,7 @@ def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
         elif kind == "response.created" and isinstance(event.get("response"), dict):
             model = event["response"].get("model")
             parsed.response_model = model if isinstance(model, str) else parsed.response_model
+            _billing(event["response"], parsed)
         elif kind == "response.output_text.delta" and want_text and isinstance(event.get("delta"), str):
             parsed.text_parts.append(event["delta"])
         elif kind in _ARGUMENT_DELTAS:
@@ -236,6 +246,7 @@ def parse_event(op: str, event: Any, parsed: Parsed, want_text: bool) -> None:
         return
     if isinstance(event.get("model"), str):
         parsed.response_model = event["model"]
+    _billing(event, parsed)
     if event.get("usage"):
         _usage(event["usage"], parsed, op)
     choices = event.get("choices")

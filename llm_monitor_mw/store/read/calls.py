@@ -60,10 +60,21 @@ API_COLUMNS: tuple[str, ...] = (
     "span_name",
     "tool_call_count",
     "tool_names",
+    "service_tier",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "response_id",
 )
 """The columns of a call in the API, the requests page and exports (all but the prompt and response text, and the
 tool calls' arguments)."""
-DETAIL_COLUMNS = (*API_COLUMNS, "request_content", "response_content", "tool_arguments")
+DETAIL_COLUMNS = (
+    *API_COLUMNS,
+    "request_content",
+    "response_content",
+    "tool_arguments",
+    "key_fingerprint",
+    "key_hint",
+)
 SORTABLE = {
     "time": "started_at",
     "provider": "provider",

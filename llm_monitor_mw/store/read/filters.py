@@ -52,6 +52,8 @@ class Filters:
     """The instance (host name + pid group, or ``Monitor(instance=...)``) that recorded the call."""
     tool: str | None = None
     """Calls whose ``tool_names`` (the tools the model asked to call) contain this name."""
+    key: str | None = None
+    """Calls made with the API key of this fingerprint (``key_fingerprint``, 16 lowercase hex digits)."""
     after_id: int | None = None
     """Only rows with ``id`` above this (the read side's rows not yet in the roll-ups)."""
 
@@ -76,6 +78,7 @@ class Filters:
             and not self.q
             and self.instance is None
             and self.tool is None
+            and self.key is None
             and self.after_id is None
         )
 
@@ -111,7 +114,12 @@ class Filters:
                 params.append(value)
         if self.ok is not None:
             clauses.append("ok = 1" if self.ok else "ok = 0")
-        for column, value in (("route", self.route), ('"user"', self.user), ("instance", self.instance)):
+        for column, value in (
+            ("route", self.route),
+            ('"user"', self.user),
+            ("instance", self.instance),
+            ("key_fingerprint", self.key),
+        ):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)

@@ -379,7 +379,12 @@ class Metrics(Reader):
         if errors_only:
             for row in rows:
                 row.update(
-                    requests=row["errors"], input_tokens=None, output_tokens=None, total_tokens=None, cost_usd=None
+                    requests=row["errors"],
+                    input_tokens=None,
+                    output_tokens=None,
+                    total_tokens=None,
+                    cost_usd=None,
+                    cost_n=None,
                 )
         return [_finish_dim(row) for row in rows]
 
@@ -449,6 +454,8 @@ def _ratio(part: float | None, whole: float | None) -> float | None:
 def _finish_dim(row: dict[str, Any]) -> dict[str, Any]:
     requests = row["requests"] or 0
     row["error_rate"] = (row["errors"] / requests) if requests else None
+    if not row.get("cost_n"):  # none of its calls was priced: the cost is unknown, not zero
+        row["cost_usd"] = None
     return row
 
 

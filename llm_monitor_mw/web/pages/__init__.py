@@ -20,6 +20,7 @@ from jinja2 import Environment
 from starlette.routing import BaseRoute, Route
 
 from ..gate import Gate
+from ..keys import KeyNames
 from . import costs, detail, errors, overview, requests, traces
 from .base import (
     PAGE_PATHS,
@@ -81,9 +82,10 @@ __all__ = [
 PAGES = (overview, requests, detail, costs, errors)
 
 
-def routes(store: Store, env: Environment, gate: Gate) -> list[BaseRoute]:
-    """The dashboard's routes, reading through ``store``, rendering with ``env``, each run behind ``gate``."""
-    dash = Dashboard(store, env)
+def routes(store: Store, env: Environment, gate: Gate, key_names: KeyNames | None = None) -> list[BaseRoute]:
+    """The dashboard's routes, reading through ``store``, rendering with ``env``, each run behind ``gate``;
+    ``key_names`` names API keys."""
+    dash = Dashboard(store, env, key_names)
     handlers: dict[str, Handler] = {}
     for page in PAGES:
         handlers.update(page.handlers(dash))

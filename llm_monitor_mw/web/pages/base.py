@@ -15,6 +15,7 @@ from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..keys import KeyNames
 from ..params import ParamError
 from ..templating import render
 from ..urls import url_for
@@ -147,8 +148,10 @@ class Dashboard:
     """The handlers' shared parts: the store's reads (one :class:`Analytics`, the API's too), the app's Jinja
     environment and a :class:`TTLCache`."""
 
-    def __init__(self, store: Store, env: Environment) -> None:
+    def __init__(self, store: Store, env: Environment, key_names: KeyNames | None = None) -> None:
         self.store = store
+        self.key_names = key_names if key_names is not None else KeyNames()
+        """How API keys are labelled (``Monitor(key_names=...)``)."""
         self.analytics = store.analytics
         self.queries = store.queries
         self.env = env

@@ -1,5 +1,5 @@
 """The costs page: spend, spend per day and per 1k requests, cached input, spend over time, per month, per model,
-and per user, route and tag."""
+per user, route and tag, and per API key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import charts
 from .. import format as fm
+from ..keys import KeyNames
 from .base import Dashboard, Data, Handler
 from .view import STEP_NAMES, chart_series
 from .widgets import Chart, Kpi, change, unpriced_calls, unpriced_models, with_share
@@ -104,7 +105,16 @@ def spend_charts(data: Data) -> list[Chart]:
     ]
 
 
-def body_region(data: Data) -> dict[str, Any]:
+KEY_ROWS = 15
+"""Keys the "Spend by API key" panel lists."""
+
+
+def key_rows(data: Data, names: KeyNames) -> list[dict[str, Any]]:
+    """The keys with the most spend in the view (then the busiest), labelled (see :class:`~..keys.KeyNames`)."""
+    return names.rows(data.analytics.by_key(data.view.filters, order="cost", limit=KEY_ROWS))
+
+
+def body_region(data: Data, names: KeyNames | None = None) -> dict[str, Any]:
     view = data.view
     cur, prev, series = data.totals, data.previous, data.report.series
     return {
@@ -120,9 +130,11 @@ def body_region(data: Data) -> dict[str, Any]:
             ("Routes", "route", with_share(data.dim("route", "cost", 15), "cost_usd")),
             ("Tags", "tag", with_share(data.dim("tag", "cost", 15), "cost_usd")),
         ],
+        "by_key": key_rows(data, names or KeyNames()),
+        "key_filter": (names or KeyNames()).name(view.filters.key) or view.filters.key,
     }
 
 
 def handlers(dash: Dashboard) -> dict[str, Handler]:
     """``/costs`` and its region's fragment."""
-    return dash.handlers("costs", "/costs", {"body": body_region})
+    return dash.handlers("costs", "/costs", {"body": lambda data: body_region(data, dash.key_names)})

@@ -121,6 +121,7 @@ def handlers(dash: Dashboard) -> dict[str, Handler]:
             attempts=attempts,
             tools=tool_calls(row),
             links=links(row),
+            key_name=dash.key_names.name(row.get("key_fingerprint")),
             timeline=charts.timeline(row["duration_ms"], row["ttft_ms"], row["ttlt_ms"]),
             started_iso=iso(row["started_at"]),
             started_ms=fm.utc_ms(row["started_at"], date=True),

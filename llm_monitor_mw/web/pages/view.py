@@ -155,7 +155,7 @@ class View:
     def filtered(self) -> bool:
         """Whether anything beyond the time range narrows the rows."""
         f = self.filters
-        dimensions = (f.provider, f.model, f.ok, f.route, f.user, f.instance, f.tag, f.tool)
+        dimensions = (f.provider, f.model, f.ok, f.route, f.user, f.instance, f.tag, f.tool, f.key)
         return any(v is not None for v in dimensions) or bool(f.q)
 
     def query(self, *, keep: tuple[str, ...] | None = None, **changes: object) -> dict[str, str]:
@@ -181,7 +181,21 @@ class View:
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-QUERY_KEYS = ("range", "since", "until", "provider", "model", "status", "route", "user", "instance", "tag", "tool", "q")
+QUERY_KEYS = (
+    "range",
+    "since",
+    "until",
+    "provider",
+    "model",
+    "status",
+    "route",
+    "user",
+    "instance",
+    "tag",
+    "tool",
+    "key",
+    "q",
+)
 MAX_PARAM = 400
 """Longest value of any known parameter (the text filters have tighter limits of their own)."""
 LIST_KEYS = ("sort", "dir", "limit", "offset", "rank")

@@ -301,6 +301,9 @@ def test_a_forked_child_never_records_the_parents_open_calls(monitor: Monitor, f
         client.build_request("POST", fake_llm.base_url + "/v1/chat/completions", json=body, headers=SLOW), stream=True
     )
     (pending,) = open_calls._open - before
+    # collect earlier tests' garbage here, where its finalisers can take the locks other threads hold: in the child
+    # those threads are gone, and a finaliser waiting on one of their locks would hang it
+    gc.collect()
     pid = os.fork()
     if pid == 0:  # the child: its copy of the open call is neither collected nor finished at exit
         code = 1

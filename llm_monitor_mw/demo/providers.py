@@ -35,7 +35,12 @@ PRICES: dict[str, dict[str, float]] = {
 """Local models cost nothing: a price of zero (known), not an unknown price. Everything else is priced by
 genai-prices at the real list prices."""
 
-API_KEY = "sk-demo-not-a-real-key"
+API_KEYS: dict[str, str] = {
+    "openai": "sk-proj-demo0000notarealkey0000openai",
+    "anthropic": "sk-ant-api03-demo0000notarealkey0000anthropic",
+    "gcp.gemini": "AIzaDemo0000NotARealKey0000gemini",
+}
+"""One (fake) key per provider, so the Costs page's spend by API key has rows to show; never sent anywhere real."""
 
 
 def http_lib(sdk: ModuleType) -> ModuleType:
@@ -123,19 +128,19 @@ class Clients:
         """Clients for ``providers``, recorded by ``monitor`` (SDK retries: 2, as the SDKs default)."""
         oa = openai.AsyncOpenAI(
             base_url=providers.url("openai") + "/v1",
-            api_key=API_KEY,
+            api_key=API_KEYS["openai"],
             http_client=http_lib(openai).AsyncClient(transport=monitor.async_transport(), timeout=30),
             max_retries=2,
         )
         an = anthropic.AsyncAnthropic(
             base_url=providers.url("anthropic"),
-            api_key=API_KEY,
+            api_key=API_KEYS["anthropic"],
             http_client=http_lib(anthropic).AsyncClient(transport=monitor.async_transport(), timeout=30),
             max_retries=2,
         )
         gemini = httpx.AsyncClient(
             base_url=providers.url("gcp.gemini"),
-            headers={"x-goog-api-key": API_KEY},
+            headers={"x-goog-api-key": API_KEYS["gcp.gemini"]},
             transport=monitor.async_transport(),
             timeout=30,
         )

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,28 +38,11 @@ from llm_monitor_mw.capture.pending import PendingCall
 from llm_monitor_mw.capture.providers import Registry
 from llm_monitor_mw.capture.transport import Capturer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from overhead import start_server
+
 MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
 CHAT = "/v1/chat/completions"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llm_monitor_mw.fake", str(port)], stdout=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("fake server did not start")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -28,6 +28,7 @@ from .providers import Route
 from .providers.base import Parsed, prompt_text
 from .providers.tools import MAX_CALLS, ToolCalls
 from .redaction import scrub
+from .request_params import read_params
 from .sse import CONTENT_MARK, MAX_EVENT_BYTES, Decoder, StreamDecodeStats, make_decoder, ndjson_events, sse_events
 
 logger = logging.getLogger("llm_monitor_mw")
@@ -397,8 +398,6 @@ class PendingCall:
                 record.request_content = record.response_content = None
                 logger.warning("llm_monitor_mw: content capture failed (redact hook?): %r", exc)
         try:  # for listeners only (e.g. OpenTelemetry): a failure here never affects the record
-            from .request_params import read_params
-
             record.request_params = read_params(self.req_body)
             first, last = self.first_at, self.read_at or self.last_at  # read_at: the last chunk the caller got
             if record.streamed and self.chunks_after_first and first is not None and last is not None:
